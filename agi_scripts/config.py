@@ -1,0 +1,259 @@
+"""One INI file -> one immutable Config.
+
+The file is /etc/asterisk/vipsticky.conf unless VIPSTICKY_CONFIG names another one.
+A missing file is not an error: every key has a working default (SQLite under
+/var/lib/asterisk). Anything present but wrong raises ConfigError with one line
+that names the section and key; a password never appears in it.
+"""
+import configparser
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
+DEFAULT_DATABASE_URL = "sqlite:////var/lib/asterisk/vipsticky.sqlite3"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+VIP_SOURCES = ("table", "addressbook", "both")
+# Queue names come from queues.conf sections; anything that could break an AGI
+# argument, a log line or a dialplan expression is refused.
+QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\\[\]${}]{1,80}$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
+
+
+class ConfigError(Exception):
+    """A config value that cannot be used; the message is one line for a human."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    dialect: str  # "mysql" or "sqlite"
+    url: str = field(repr=False)  # may hold a password: never print it, use .safe_url
+    connect_timeout: float = 2.0
+    ssl: bool = False
+    ssl_ca: Optional[str] = None
+    # mysql only
+    host: Optional[str] = None
+    port: int = 3306
+    user: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    database: Optional[str] = None
+    unix_socket: Optional[str] = None
+    # sqlite only
+    path: Optional[str] = None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password replaced by ***, fit for any output."""
+        if self.password is None:
+            return self.url
+        scheme, rest = self.url.split("://", 1)
+        credentials, _, location = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return "%s://%s:***@%s" % (scheme, user, location)
+
+
+@dataclass(frozen=True)
+class NumberPlan:
+    country_code: str = "7"
+    trunk_prefix: str = "8"
+    international_prefixes: Tuple[str, ...] = ("810", "00")
+    national_length: int = 10
+    area_code: str = "3843"
+
+
+@dataclass(frozen=True)
+class VipSettings:
+    source: str = "table"
+    priority: int = 10
+    normal_priority: int = 5
+    groups: Tuple[Tuple[str, int], ...] = ()  # (group name, priority), in file order
+    addressbook_domain_id: Optional[int] = None
+    addressbook_table_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    ttl: int = 86400
+    dial_timeout: int = 20
+
+
+@dataclass(frozen=True)
+class StickySettings:
+    ttl: int = 86400
+    dial_timeout: int = 20
+    legacy_technology: str = "SIP"
+    unbind_sound: str = "beep"
+    queues: Dict[str, QueueSettings] = field(default_factory=dict)
+
+    def for_queue(self, queue: str) -> QueueSettings:
+        return self.queues.get(queue) or QueueSettings(self.ttl, self.dial_timeout)
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseSettings
+    numbers: NumberPlan = NumberPlan()
+    vip: VipSettings = VipSettings()
+    sticky: StickySettings = StickySettings()
+    syslog_facility: str = "daemon"
+    path: Optional[str] = None
+
+
+def config_path() -> str:
+    return os.environ.get("VIPSTICKY_CONFIG") or DEFAULT_PATH
+
+
+def load(path: Optional[str] = None) -> Config:
+    """Read the config file (a missing default file means all defaults)."""
+    path = path or config_path()
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        if path != DEFAULT_PATH:
+            raise ConfigError("config file %s does not exist" % path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError("cannot read config file %s: %s" % (path, getattr(error, "strerror", None) or error)) from None
+    except configparser.Error as error:
+        first_line = str(error).splitlines()[0]
+        raise ConfigError("config file %s: %s" % (path, first_line)) from None
+    return from_parser(parser, path)
+
+
+def from_parser(parser: configparser.ConfigParser, path: Optional[str] = None) -> Config:
+    reader = _Reader(parser)
+    database = parse_database_url(
+        reader.text("database", "url", DEFAULT_DATABASE_URL),
+        connect_timeout=reader.number("database", "connect_timeout", 2.0, float, low=0.1, high=60),
+        ssl=reader.text("database", "ssl", "auto"),
+        ssl_ca=reader.text("database", "ssl_ca", "") or None,
+    )
+    numbers = NumberPlan(
+        country_code=reader.digits("numbers", "country_code", "7", min_length=1),
+        trunk_prefix=reader.digits("numbers", "trunk_prefix", "8", min_length=0),
+        international_prefixes=tuple(
+            reader.digits("numbers", "international_prefixes", item, min_length=1, value=item)
+            for item in reader.items("numbers", "international_prefixes", "810, 00")
+        ),
+        national_length=reader.number("numbers", "national_length", 10, int, low=4, high=14),
+        area_code=reader.digits("numbers", "area_code", "3843", min_length=0),
+    )
+    if len(numbers.area_code) > numbers.national_length:
+        raise ConfigError("[numbers] area_code is longer than national_length")
+    source = reader.text("vip", "source", "table")
+    if source not in VIP_SOURCES:
+        raise ConfigError("[vip] source must be one of %s, not %r" % (", ".join(VIP_SOURCES), source))
+    domain = reader.text("vip", "addressbook_domain_id", "")
+    prefix = reader.text("vip", "addressbook_table_prefix", "")
+    if not IDENTIFIER.match(prefix):
+        raise ConfigError("[vip] addressbook_table_prefix may hold only letters, digits and _")
+    vip = VipSettings(
+        source=source,
+        priority=reader.number("vip", "priority", 10, int, low=-1000000, high=1000000),
+        normal_priority=reader.number("vip", "normal_priority", 5, int, low=-1000000, high=1000000),
+        groups=tuple(_group(item) for item in reader.items("vip", "groups", "")),
+        addressbook_domain_id=reader.number("vip", "addressbook_domain_id", None, int, low=0, high=2**31) if domain else None,
+        addressbook_table_prefix=prefix,
+    )
+    ttl = reader.number("sticky", "ttl", 86400, int, low=1, high=10 * 365 * 86400)
+    dial_timeout = reader.number("sticky", "dial_timeout", 20, int, low=1, high=600)
+    queues = {}
+    for section in parser.sections():
+        if section.startswith("queue "):
+            name = section[len("queue "):].strip()
+            if not QUEUE_NAME.match(name):
+                raise ConfigError("[%s]: not a usable queue name" % section)
+            queues[name] = QueueSettings(
+                ttl=reader.number(section, "ttl", ttl, int, low=1, high=10 * 365 * 86400),
+                dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, low=1, high=600),
+            )
+    technology = reader.text("sticky", "legacy_technology", "SIP")
+    if not re.match(r"^[A-Za-z0-9_]+$", technology):
+        raise ConfigError("[sticky] legacy_technology must be a channel technology such as SIP or PJSIP")
+    sound = reader.text("sticky", "unbind_sound", "beep")
+    if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
+        raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
+    sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
+                            unbind_sound=sound, queues=queues)
+    facility = reader.text("log", "syslog_facility", "daemon")
+    if not re.match(r"^(daemon|user|local[0-7])$", facility):
+        raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
+    return Config(database=database, numbers=numbers, vip=vip, sticky=sticky,
+                  syslog_facility=facility, path=path)
+
+
+def parse_database_url(url: str, connect_timeout: float = 2.0, ssl: str = "auto",
+                       ssl_ca: Optional[str] = None) -> DatabaseSettings:
+    """mysql://user:pass@host:port/db[?unix_socket=/path] or sqlite:///path."""
+    if ssl not in ("auto", "on", "off"):
+        raise ConfigError("[database] ssl must be auto, on or off")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]  # sqlite:////abs/path, as SQLAlchemy spells it
+        if not path:
+            raise ConfigError("[database] url: sqlite:///PATH needs a file path")
+        return DatabaseSettings(dialect="sqlite", url=url, connect_timeout=connect_timeout, path=path)
+    if not url.startswith("mysql://"):
+        raise ConfigError("[database] url must start with mysql:// or sqlite:///")
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 3306
+    except ValueError:
+        raise ConfigError("[database] url is not a valid mysql:// URL") from None
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ConfigError("[database] url must name one database: mysql://user:pass@host:port/DATABASE")
+    query = parse_qs(parts.query)
+    unix_socket = query.get("unix_socket", [None])[0]
+    host = parts.hostname or "localhost"
+    if ssl == "auto":
+        # TLS costs ~38 ms per connect and buys nothing on loopback or a unix socket.
+        use_ssl = not (unix_socket or host in LOOPBACK_HOSTS)
+    else:
+        use_ssl = ssl == "on"
+    return DatabaseSettings(
+        dialect="mysql", url=url, connect_timeout=connect_timeout, ssl=use_ssl, ssl_ca=ssl_ca,
+        host=host, port=port,
+        user=unquote(parts.username) if parts.username else "asterisk",
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database, unix_socket=unix_socket,
+    )
+
+
+def _group(item: str) -> Tuple[str, int]:
+    name, sep, priority = item.rpartition(":")
+    name = name.strip()
+    if not sep or not name or not re.match(r"^-?\d{1,7}$", priority.strip()):
+        raise ConfigError("[vip] groups: %r is not GroupName:priority" % item)
+    return name, int(priority)
+
+
+class _Reader:
+    def __init__(self, parser):
+        self.parser = parser
+
+    def text(self, section, key, default):
+        return self.parser.get(section, key, fallback=default).strip()
+
+    def items(self, section, key, default):
+        return [item.strip() for item in self.text(section, key, default).split(",") if item.strip()]
+
+    def number(self, section, key, default, kind, low, high):
+        raw = self.text(section, key, "")
+        if raw == "":
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError("[%s] %s must be a number, not %r" % (section, key, raw)) from None
+        if not low <= value <= high:
+            raise ConfigError("[%s] %s must be between %s and %s" % (section, key, low, high))
+        return value
+
+    def digits(self, section, key, default, min_length, value=None):
+        value = self.text(section, key, default) if value is None else value
+        if not re.match(r"^[0-9]{%d,6}$" % min_length, value):
+            raise ConfigError("[%s] %s must be digits, not %r" % (section, key, value))
+        return value

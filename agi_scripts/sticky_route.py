@@ -1,0 +1,97 @@
+"""AGI(sticky_route,ACTION,...): route a caller back to the agent they talked to.
+
+lookup[,NUMBER[,QUEUE]]           before Queue(): STICKY_AGENT, STICKY_DIAL_TIMEOUT,
+                                  STICKY_STATUS = found|none|expired|unavailable|no-number|error
+remember[,NUMBER[,QUEUE[,AGENT]]] when an agent answered (Queue()'s AGI argument, or a
+                                  Dial U() subroutine): STICKY_STATUS = stored|no-number|bad-agent|error
+NUMBER defaults to the caller ID, QUEUE to the global scope, AGENT to ${MEMBERINTERFACE}.
+"""
+import sys
+
+from .channel import run, valid_agent, valid_queue
+from .numbers import number_key
+
+# DEVICE_STATE values that mean "ringing this agent now would only make the caller wait".
+BUSY_STATES = frozenset(("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "INVALID"))
+
+
+class BadArgument(Exception):
+    """An AGI argument the dialplan got wrong (not the caller's number)."""
+
+
+def handle(channel, args, config, database):
+    action = args[0] if args else ""
+    if action == "lookup":
+        lookup(channel, args[1:], config, database)
+    elif action == "remember":
+        remember(channel, args[1:], config, database)
+    else:
+        raise BadArgument("unknown action %r: use lookup or remember" % action[:40])
+
+
+def lookup(channel, args, config, database):
+    key, queue = _key_and_queue(channel, args, config)
+    channel.set("STICKY_DIAL_TIMEOUT", config.sticky.for_queue(queue).dial_timeout)
+    agent, status = "", "no-number"
+    if key is not None:
+        row = database.binding_lookup(key, queue)
+        if row is None:
+            status = "none"
+        elif row[1] <= 0:
+            status = "expired"  # purge has not run yet; never route by it
+        elif available(channel, row[0], queue):
+            agent, status = row[0], "found"
+        else:
+            status = "unavailable"
+    channel.set("STICKY_AGENT", agent)
+    channel.set("STICKY_STATUS", status)
+
+
+def available(channel, agent, queue):
+    """The agent can take the call now: a known, idle device and, for a queue, still
+    a member and not paused (QUEUE_MEMBER answers 0 for non-members, so check both)."""
+    if not valid_agent(agent):
+        return False
+    if channel.evaluate("${DEVICE_STATE(%s)}" % agent).strip().upper() in BUSY_STATES:
+        return False
+    if queue:
+        members = [member.strip() for member in channel.evaluate("${QUEUE_MEMBER_LIST(%s)}" % queue).split(",")]
+        if agent not in members:
+            return False
+        if channel.evaluate("${QUEUE_MEMBER(%s,paused,%s)}" % (queue, agent)).strip() == "1":
+            return False
+    return True
+
+
+def remember(channel, args, config, database):
+    key, queue = _key_and_queue(channel, args, config)
+    if key is None:
+        channel.set("STICKY_STATUS", "no-number")
+        return
+    agent = args[2] if len(args) > 2 and args[2] else channel.get("MEMBERINTERFACE")
+    if not valid_agent(agent):
+        channel.set("STICKY_STATUS", "bad-agent")
+        return
+    database.remember(key, queue, agent, config.sticky.for_queue(queue).ttl)
+    channel.set("STICKY_STATUS", "stored")
+
+
+def _key_and_queue(channel, args, config):
+    raw = args[0] if args else channel.caller_id
+    queue = args[1] if len(args) > 1 else ""
+    if queue and not valid_queue(queue):
+        raise BadArgument("not a usable queue name")
+    return number_key(raw, config.numbers), queue
+
+
+def fail_open(channel, config):
+    channel.set("STICKY_AGENT", "")
+    channel.set("STICKY_STATUS", "error")
+
+
+def main():
+    return run("sticky_route", handle, fail_open)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
