@@ -2,7 +2,7 @@
 
 One Database object holds one connection, opened on first use. Queries are
 parameterised; table names come only from the config's validated prefix.
-All times are the database server's clock (UNIX_TIMESTAMP() / strftime('%s')),
+All times are the database server's clock (UNIX_TIMESTAMP() / julianday('now')),
 so several Asterisk hosts with skewed clocks agree on when a binding expires.
 """
 import os
@@ -140,7 +140,8 @@ class Database:
 
     def _now(self) -> str:
         if self.dialect == "sqlite":
-            return "CAST(strftime('%s','now') AS INTEGER)"
+            # Epoch seconds without a '%' that the placeholder rewrite would touch.
+            return "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)"
         return "UNIX_TIMESTAMP()"
 
     # -- VIP --------------------------------------------------------------------

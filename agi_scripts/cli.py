@@ -1,0 +1,313 @@
+"""vipsticky: schema install, cron purge and admin work. Each command is one call
+into the modules the AGI scripts use, so the CLI and a call never disagree.
+
+Errors are one line on stderr and a non-zero exit (1: the work failed, 2: the
+command line was wrong). The per-call scripts never import this module.
+"""
+import csv
+import json
+import os
+import sys
+
+import click
+
+from . import config as config_module
+from .admin import InstallError, link_agi_scripts
+from .channel import valid_agent, valid_queue
+from .config import ConfigError
+from .db import Database, DatabaseError
+from .numbers import number_key
+
+ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
+
+
+class Failure(click.ClickException):
+    """One clear line, exit 1."""
+
+
+class _Context:
+    def __init__(self, config_path):
+        self.config_path = config_path
+        self._config = None
+        self._database = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            self._config = config_module.load(self.config_path)
+        return self._config
+
+    @property
+    def database(self):
+        if self._database is None:
+            config = self.config
+            if config.vip.source != "table" and config.database.dialect != "mysql":
+                raise ConfigError("[vip] source = %s needs a mysql:// database url" % config.vip.source)
+            self._database = Database(config.database, query_timeout=ADMIN_QUERY_TIMEOUT)
+        return self._database
+
+    def key(self, number):
+        key = number_key(number, self.config.numbers)
+        if key is None:
+            raise Failure("%s is not a usable external number (see the number rules in README)"
+                          % json.dumps(number[:80]))
+        return key
+
+
+pass_context = click.make_pass_decorator(_Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar="VIPSTICKY_CONFIG",
+              help="Config file (default: $VIPSTICKY_CONFIG or %s)." % config_module.DEFAULT_PATH)
+@click.pass_context
+def cli(ctx, config_path):
+    """VIP callers first and sticky agents for Asterisk queues."""
+    ctx.obj = _Context(config_path)
+
+
+@cli.command("install-schema")
+@click.option("--addressbook", is_flag=True, help="Also index PHP Address Book (MySQL/MariaDB only).")
+@pass_context
+def install_schema(context, addressbook):
+    """Create or upgrade the tables (safe to rerun)."""
+    for line in context.database.install_schema(context.config, addressbook=addressbook):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("number")
+@click.option("--queue", default=None, help="Only this queue's binding (default: every scope).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@pass_context
+def lookup(context, number, queue, as_json):
+    """What a call from NUMBER gets: VIP priority and live bindings."""
+    config = context.config
+    if queue is not None and queue != "" and not valid_queue(queue):
+        raise Failure("%s is not a usable queue name" % json.dumps(queue[:80]))
+    key = number_key(number, config.numbers)
+    found = context.database.vip_lookup(key, config.vip) if key else None
+    bindings = context.database.bindings(key=key, queue=queue) if key else []
+    result = {
+        "number": number, "key": key, "vip": found is not None,
+        "priority": found[0] if found else config.vip.normal_priority,
+        "label": found[1] if found else "", "source": found[2] if found else None,
+        "bindings": [{"agent": agent, "queue": scope, "seconds_left": left} for _, scope, agent, left in bindings],
+    }
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    if key is None:
+        click.echo("%s: not a usable external number: QUEUE_PRIO=%d, never bound"
+                   % (json.dumps(number[:80], ensure_ascii=False), config.vip.normal_priority))
+        return
+    if found:
+        click.echo("%s: VIP, QUEUE_PRIO=%d, label %s (from %s)" % (key, found[0], json.dumps(found[1], ensure_ascii=False),
+                                                               found[2]))
+    else:
+        click.echo("%s: not VIP, QUEUE_PRIO=%d" % (key, config.vip.normal_priority))
+    for binding in result["bindings"]:
+        click.echo("  bound to %s in %s for %d s more" % (binding["agent"], _scope(binding["queue"]),
+                                                          binding["seconds_left"]))
+    if not bindings:
+        click.echo("  no live binding" + ("" if queue is None else " in " + _scope(queue)))
+
+
+@cli.group()
+def vip():
+    """The project's own VIP list (table vip_numbers)."""
+
+
+@vip.command("add")
+@click.argument("number")
+@click.option("--priority", type=click.IntRange(-1000000, 1000000), default=None,
+              help="QUEUE_PRIO for this caller (default: [vip] priority).")
+@click.option("--label", default="", help="Shown to the dialplan as VIP_LABEL.")
+@pass_context
+def vip_add(context, number, priority, label):
+    """Add or update a VIP number."""
+    key = context.key(number)
+    priority = context.config.vip.priority if priority is None else priority
+    context.database.vip_add(key, priority, _label(label))
+    click.echo("%s is VIP with priority %d" % (key, priority))
+
+
+@vip.command("remove")
+@click.argument("number")
+@pass_context
+def vip_remove(context, number):
+    """Remove a VIP number."""
+    key = context.key(number)
+    if not context.database.vip_remove(key):
+        raise Failure("%s is not in the VIP list" % key)
+    click.echo("%s removed from the VIP list" % key)
+
+
+@vip.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@pass_context
+def vip_list(context, as_json):
+    """List the VIP table."""
+    rows = context.database.vip_list()
+    if as_json:
+        click.echo(json.dumps([{"key": k, "priority": p, "label": l} for k, p, l in rows], ensure_ascii=False))
+        return
+    for key, priority, label in rows:
+        click.echo("%-16s %6d  %s" % (key, priority, label))
+    click.echo("%d VIP numbers" % len(rows))
+
+
+@vip.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@pass_context
+def vip_import(context, csv_file):
+    """Add or update VIP numbers from a CSV file: number[,priority[,label]] per line
+    (a first line starting with "number" is a header). All or nothing."""
+    rows = []
+    with open(csv_file, newline="", encoding="utf-8-sig") as handle:
+        for line_number, row in enumerate(csv.reader(handle), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if line_number == 1 and row[0].strip().lower() == "number":
+                continue
+            key = number_key(row[0], context.config.numbers)
+            if key is None:
+                raise Failure("%s line %d: %s is not a usable number" % (csv_file, line_number, json.dumps(row[0][:80])))
+            priority = context.config.vip.priority
+            if len(row) > 1 and row[1].strip():
+                try:
+                    priority = int(row[1])
+                except ValueError:
+                    raise Failure("%s line %d: priority %s is not a number" % (csv_file, line_number,
+                                                                              json.dumps(row[1][:20]))) from None
+            rows.append((key, priority, _label(row[2] if len(row) > 2 else "")))
+    count = context.database.vip_import(rows)
+    click.echo("imported %d VIP numbers" % count)
+
+
+@vip.command("sync")
+@pass_context
+def vip_sync(context):
+    """Rebuild the PHP Address Book number index (after a bulk change made with
+    triggers off, or a changed [numbers] plan: rerun install-schema --addressbook)."""
+    if context.config.database.dialect != "mysql":
+        raise Failure("vip sync needs the PHP Address Book on MySQL/MariaDB; the database url is SQLite")
+    click.echo("%d address-book number keys indexed" % context.database.vip_sync(context.config.vip))
+
+
+@cli.command()
+@pass_context
+def purge(context):
+    """Delete expired bindings (for cron, every minute)."""
+    click.echo("purged %d expired bindings" % context.database.purge())
+
+
+@cli.group()
+def bindings():
+    """Sticky bindings: caller -> agent, per queue."""
+
+
+@bindings.command("list")
+@click.option("--queue", default=None, help="Only this queue ('' is the global scope).")
+@click.option("--agent", default=None, help="Only this agent interface, e.g. PJSIP/alena.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@pass_context
+def bindings_list(context, queue, agent, as_json):
+    """List live bindings."""
+    rows = context.database.bindings(queue=queue, agent=agent)
+    if as_json:
+        click.echo(json.dumps([{"key": k, "queue": q, "agent": a, "seconds_left": s} for k, q, a, s in rows],
+                              ensure_ascii=False))
+        return
+    for key, queue_name, agent_name, left in rows:
+        click.echo("%-16s %-20s %-30s %8d s" % (key, _scope(queue_name), agent_name, left))
+    click.echo("%d live bindings" % len(rows))
+
+
+@bindings.command("set")
+@click.argument("number")
+@click.argument("agent")
+@click.option("--queue", default="", help="Queue scope (default: the global scope).")
+@pass_context
+def bindings_set(context, number, agent, queue):
+    """Bind NUMBER to AGENT (a dialable interface such as PJSIP/alena)."""
+    key = context.key(number)
+    if not valid_agent(agent):
+        raise Failure("%s is not one dialable interface Tech/resource" % json.dumps(agent[:80]))
+    if queue and not valid_queue(queue):
+        raise Failure("%s is not a usable queue name" % json.dumps(queue[:80]))
+    ttl = context.config.sticky.for_queue(queue).ttl
+    context.database.remember(key, queue, agent, ttl)
+    click.echo("%s bound to %s in %s for %d s" % (key, agent, _scope(queue), ttl))
+
+
+@bindings.command("delete")
+@click.argument("number")
+@click.option("--queue", default=None, help="Only this queue's binding (default: every scope).")
+@pass_context
+def bindings_delete(context, number, queue):
+    """Delete NUMBER's binding."""
+    key = context.key(number)
+    removed = context.database.forget(key, queue)
+    click.echo("%d binding%s of %s deleted" % (removed, "" if removed == 1 else "s", key))
+
+
+@cli.command("install-agi")
+@click.option("--agi-dir", default="/var/lib/asterisk/agi-bin", show_default=True, type=click.Path(file_okay=False))
+def install_agi(agi_dir):
+    """Link vip_or_not, sticky_route and delnum into Asterisk's agi-bin."""
+    for line in link_agi_scripts(agi_dir):
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the throwaway database and config.")
+def demo(keep):
+    """Replay a few calls through the real AGI scripts on a throwaway SQLite database."""
+    from .demo import run_demo
+    run_demo(click.echo, keep=keep)
+
+
+def _scope(queue):
+    return "queue %s" % queue if queue else "the global scope"
+
+
+def _label(label):
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+        raise Failure("a label must not contain control characters")
+    if len(label) > 255:
+        raise Failure("a label has at most 255 characters")
+    return label
+
+
+def main(argv=None):
+    """Run the CLI; every failure is one line on stderr."""
+    try:
+        cli.main(args=argv, prog_name="vipsticky", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.Abort:
+        click.echo("vipsticky: aborted", err=True)
+        return 1
+    except click.UsageError as error:
+        click.echo("vipsticky: %s" % " ".join(error.format_message().split()), err=True)
+        return 2
+    except click.ClickException as error:
+        click.echo("vipsticky: %s" % error.format_message(), err=True)
+        return error.exit_code
+    except (ConfigError, DatabaseError, InstallError) as error:
+        click.echo("vipsticky: %s" % error, err=True)
+        return 1
+    except OSError as error:
+        click.echo("vipsticky: %s" % (error.strerror and "%s: %s" % (error.filename or "", error.strerror)
+                                      or error), err=True)
+        return 1
+    except Exception as error:  # a bug: still one line, never a traceback
+        click.echo("vipsticky: internal error: %s: %s" % (type(error).__name__, " ".join(str(error).split())[:300]),
+                   err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
