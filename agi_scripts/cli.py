@@ -15,7 +15,7 @@ from . import config as config_module
 from .admin import InstallError, link_agi_scripts
 from .channel import valid_agent, valid_queue
 from .config import ConfigError
-from .db import Database, DatabaseError
+from .db import Database, DatabaseError, schema_script
 from .numbers import number_key
 
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
@@ -68,10 +68,17 @@ def cli(ctx, config_path):
 
 @cli.command("install-schema")
 @click.option("--addressbook", is_flag=True, help="Also index PHP Address Book (MySQL/MariaDB only).")
+@click.option("--sql", "print_sql", is_flag=True, help="Print the SQL instead of running it.")
 @pass_context
-def install_schema(context, addressbook):
+def install_schema(context, addressbook, print_sql):
     """Create or upgrade the tables (safe to rerun)."""
-    for line in context.database.install_schema(context.config, addressbook=addressbook):
+    config = context.config
+    if addressbook and config.database.dialect != "mysql":
+        raise Failure("--addressbook needs a mysql:// database url: PHP Address Book lives in MySQL/MariaDB")
+    if print_sql:
+        click.echo(schema_script(config.database.dialect, config, addressbook=addressbook), nl=False)
+        return
+    for line in context.database.install_schema(config, addressbook=addressbook):
         click.echo(line)
 
 

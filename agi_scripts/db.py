@@ -281,17 +281,13 @@ class Database:
         """Create or upgrade everything; safe to rerun. Returns what was done, one line each."""
         self.connect(create=True)
         done = []
-        for sql in schema_statements(self.dialect):
-            self._run(sql)
         if self.dialect == "sqlite":
             self._run("PRAGMA journal_mode=WAL")  # readers never wait for the one writer
         columns = self.columns(BINDINGS)
         if columns and "expires_at" not in columns:
             done.append(self._upgrade_legacy_bindings(config))
-        else:
-            self._run(bindings_ddl(self.dialect, BINDINGS))
-        if self.dialect == "sqlite":
-            self._run("CREATE INDEX IF NOT EXISTS %s_expires_at ON %s (expires_at)" % (BINDINGS, BINDINGS))
+        for sql in schema_statements(self.dialect):
+            self._run(sql)
         self._run(_upsert(self.dialect, "vipsticky_meta", ("name", "value"), ("name",)),
                   ("schema_version", str(SCHEMA_VERSION)))
         done.append("schema version %d ready (%s)" % (SCHEMA_VERSION, self.settings.safe_url))
@@ -426,13 +422,34 @@ def schema_statements(dialect: str) -> List[str]:
             "CREATE TABLE IF NOT EXISTS vipsticky_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS vip_numbers (number_key TEXT PRIMARY KEY, "
             "priority INTEGER NOT NULL, label TEXT NOT NULL DEFAULT '')",
+            bindings_ddl(dialect, BINDINGS),
+            "CREATE INDEX IF NOT EXISTS %s_expires_at ON %s (expires_at)" % (BINDINGS, BINDINGS),
         ]
     return [
         "CREATE TABLE IF NOT EXISTS vipsticky_meta (name VARCHAR(64) NOT NULL PRIMARY KEY, "
         "value VARCHAR(255) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         "CREATE TABLE IF NOT EXISTS vip_numbers (number_key VARCHAR(15) CHARACTER SET ascii NOT NULL PRIMARY KEY, "
         "priority INT NOT NULL, label VARCHAR(255) NOT NULL DEFAULT '') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        bindings_ddl(dialect, BINDINGS),
     ]
+
+
+def schema_script(dialect: str, config: Config, addressbook: bool = False) -> str:
+    """The statements install-schema runs, as a script for the mysql/sqlite3 client,
+    for a DBA who applies schema changes by hand (the legacy-table upgrade is not in
+    it: that converts rows in Python)."""
+    lines = ["-- vipsticky schema version %d for %s, written by `vipsticky install-schema --sql`" % (
+        SCHEMA_VERSION, "MariaDB/MySQL" if dialect == "mysql" else "SQLite")]
+    lines.extend(sql + ";" for sql in schema_statements(dialect))
+    lines.append(_upsert(dialect, "vipsticky_meta", ("name", "value"), ("name",)).replace(
+        "%s, %s", "'schema_version', '%d'" % SCHEMA_VERSION) + ";")
+    if addressbook:
+        lines.append("-- PHP Address Book index, number plan: %s" % plan_signature(config.numbers))
+        lines.append("DELIMITER ;;")
+        lines.extend(sql + ";;" for sql in addressbook_statements(config.numbers, config.vip))
+        lines.append("DELIMITER ;")
+        lines.append("-- then fill the index: vipsticky vip sync")
+    return "\n".join(lines) + "\n"
 
 
 def bindings_ddl(dialect: str, table: str) -> str:
