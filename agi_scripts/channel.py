@@ -151,9 +151,10 @@ class Channel:
         return code != "-1"
 
 
-def answer(channel: Channel, name: str, handle, fail_open, config: Config, database, deadline=None) -> str:
-    """Run one call's handler; on any failure set its fail-open values and log once.
-    Returns 'ok', 'hangup' or 'failed' (the FastAGI server counts them)."""
+def answer(channel: Channel, name: str, handle, fail_open, config: Config, database, deadline=None,
+           log=None) -> str:
+    """Run one call's handler; on any failure set its fail-open values and log once
+    (syslog unless `log` is given). Returns 'ok', 'hangup' or 'failed'."""
     try:
         with _Deadline(deadline):
             handle(channel, channel.args, config, database)
@@ -162,7 +163,10 @@ def answer(channel: Channel, name: str, handle, fail_open, config: Config, datab
         return "hangup"
     except Exception as error:
         reason = describe(error)
-        log_failure(name, reason, config.syslog_facility)
+        if log is None:
+            syslog_failure(name, reason, config.syslog_facility)
+        else:
+            log("%s: %s; failing open" % (name, reason))
         try:
             channel.verbose("vipsticky %s: %s; failing open" % (name, reason))
             fail_open(channel, config)
@@ -200,7 +204,7 @@ def describe(error: Exception) -> str:
     return "%s: %s" % (type(error).__name__, printable(error, 200))
 
 
-def log_failure(name: str, reason: str, facility: str) -> None:
+def syslog_failure(name: str, reason: str, facility: str) -> None:
     import syslog
     syslog.openlog("vipsticky", syslog.LOG_PID, getattr(syslog, "LOG_" + facility.upper(), syslog.LOG_DAEMON))
     syslog.syslog(syslog.LOG_WARNING, "%s: %s; failing open" % (name, reason))

@@ -12,10 +12,12 @@ import sys
 import click
 
 from . import config as config_module
+from . import fastagi
 from .admin import InstallError, link_agi_scripts
 from .channel import valid_agent, valid_queue
 from .config import ConfigError
 from .db import Database, DatabaseError, schema_script
+from .demo import run_demo
 from .numbers import number_key
 
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
@@ -271,8 +273,24 @@ def install_agi(agi_dir):
 @click.option("--keep", is_flag=True, help="Keep the throwaway database and config.")
 def demo(keep):
     """Replay a few calls through the real AGI scripts on a throwaway SQLite database."""
-    from .demo import run_demo
     run_demo(click.echo, keep=keep)
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:4573", show_default=True, metavar="HOST:PORT",
+              help="Address for AGI(agi://HOST:PORT/vip_or_not) and friends.")
+@click.option("--pool", "pool_size", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Database connections kept open.")
+@pass_context
+def serve(context, listen, pool_size):
+    """FastAGI server for busy centres (the same handlers as the per-call scripts)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:4573", param_hint="--listen")
+    config = context.config
+    if config.vip.source != "table" and config.database.dialect != "mysql":
+        raise ConfigError("[vip] source = %s needs a mysql:// database url" % config.vip.source)
+    fastagi.serve(config, host.strip("[]") or "127.0.0.1", int(port), pool_size)
 
 
 def _scope(queue):
