@@ -13,7 +13,7 @@ import click
 
 from . import config as config_module
 from . import fastagi
-from .admin import InstallError, link_agi_scripts
+from .admin import Doctor, InstallError, hand_sqlite_to, link_agi_scripts
 from .channel import valid_agent, valid_queue
 from .config import ConfigError
 from .db import Database, DatabaseError, schema_script
@@ -71,8 +71,10 @@ def cli(ctx, config_path):
 @cli.command("install-schema")
 @click.option("--addressbook", is_flag=True, help="Also index PHP Address Book (MySQL/MariaDB only).")
 @click.option("--sql", "print_sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.option("--user", default="asterisk", show_default=True,
+              help="Run as root, a new SQLite file is handed to this user (the one Asterisk runs as).")
 @pass_context
-def install_schema(context, addressbook, print_sql):
+def install_schema(context, addressbook, print_sql, user):
     """Create or upgrade the tables (safe to rerun)."""
     config = context.config
     if addressbook and config.database.dialect != "mysql":
@@ -80,8 +82,12 @@ def install_schema(context, addressbook, print_sql):
     if print_sql:
         click.echo(schema_script(config.database.dialect, config, addressbook=addressbook), nl=False)
         return
-    for line in context.database.install_schema(config, addressbook=addressbook):
+    database = context.database
+    for line in database.install_schema(config, addressbook=addressbook):
         click.echo(line)
+    if config.database.dialect == "sqlite":
+        for line in hand_sqlite_to(config.database.path, user, database.created_folder):
+            click.echo(line)
 
 
 @cli.command()
@@ -267,6 +273,20 @@ def install_agi(agi_dir):
     """Link vip_or_not, sticky_route and delnum into Asterisk's agi-bin."""
     for line in link_agi_scripts(agi_dir):
         click.echo(line)
+
+
+@cli.command()
+@click.option("--user", default="asterisk", show_default=True, help="The user Asterisk runs as.")
+@click.option("--agi-dir", default="/var/lib/asterisk/agi-bin", show_default=True, type=click.Path(file_okay=False))
+@pass_context
+def doctor(context, user, agi_dir):
+    """Check the config file, the database and the agi-bin links; say what to fix."""
+    checks = Doctor(context.config_path or config_module.config_path(), user, agi_dir)
+    healthy = checks.run()
+    for good, text in checks.findings:
+        click.echo(("ok   " if good else "FIX  ") + text)
+    if not healthy:
+        raise Failure("%d problem(s) to fix" % sum(not good for good, _ in checks.findings))
 
 
 @cli.command()

@@ -35,6 +35,7 @@ class Database:
         self.query_timeout = query_timeout or settings.connect_timeout
         self._connection = None
         self._module = None
+        self.created_folder = False  # install-schema made the SQLite file's folder
 
     # -- connection -------------------------------------------------------------
     def connect(self, create: bool = False):
@@ -45,8 +46,10 @@ class Database:
             import sqlite3
             self._module = sqlite3
             mode = "rwc" if create else "rw"
-            if create:
-                os.makedirs(os.path.dirname(settings.path) or ".", exist_ok=True)
+            folder = os.path.dirname(settings.path) or "."
+            if create and not os.path.isdir(folder):
+                os.makedirs(folder)
+                self.created_folder = True
             try:
                 # mode=rw: a call never creates an empty database file that install-schema
                 # would then find owned by the wrong user.
