@@ -6,11 +6,12 @@ line, EOF, 511, a broken pipe) into one Hangup exception, and runs a handler so
 that any failure ends in the handler's fail-open values, one VERBOSE line, one
 syslog line and exit status 0: the call goes on to the queue whatever happens.
 """
+from __future__ import annotations
+
 import io
 import re
 import signal
 import sys
-import threading
 
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup, AGIInvalidCommand, AGIUsageError
 
@@ -211,14 +212,19 @@ def syslog_failure(name: str, reason: str, facility: str) -> None:
 
 
 class _Deadline:
-    """SIGALRM-based time limit; a no-op when not asked for or outside the main thread."""
+    """SIGALRM-based time limit; a no-op when not asked for or outside the main thread
+    (signal.signal raises ValueError there: FastAGI relies on socket timeouts)."""
 
     def __init__(self, seconds):
-        self.seconds = seconds if threading.current_thread() is threading.main_thread() else None
+        self.seconds = seconds
 
     def __enter__(self):
         if self.seconds:
-            signal.signal(signal.SIGALRM, self._expired)
+            try:
+                signal.signal(signal.SIGALRM, self._expired)
+            except ValueError:
+                self.seconds = None
+                return
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
 
     def __exit__(self, *exc):

@@ -8,8 +8,7 @@ that names the section and key; a password never appears in it.
 import configparser
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from collections import namedtuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
@@ -18,30 +17,27 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 VIP_SOURCES = ("table", "addressbook", "both")
 # Queue names come from queues.conf sections; anything that could break an AGI
 # argument, a log line or a dialplan expression is refused.
-QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\\[\]${}]{1,80}$")
+QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
+
+# The settings are namedtuples: immutable, and about 30 times cheaper to define than
+# frozen dataclasses, which matters on a path that runs once per call.
 
 
 class ConfigError(Exception):
     """A config value that cannot be used; the message is one line for a human."""
 
 
-@dataclass(frozen=True)
-class DatabaseSettings:
-    dialect: str  # "mysql" or "sqlite"
-    url: str = field(repr=False)  # may hold a password: never print it, use .safe_url
-    connect_timeout: float = 2.0
-    ssl: bool = False
-    ssl_ca: Optional[str] = None
-    # mysql only
-    host: Optional[str] = None
-    port: int = 3306
-    user: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
-    database: Optional[str] = None
-    unix_socket: Optional[str] = None
-    # sqlite only
-    path: Optional[str] = None
+class DatabaseSettings(namedtuple("DatabaseSettings", (
+        "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path"),
+        defaults=(2.0, False, None, None, 3306, None, None, None, None, None))):
+    """dialect is mysql or sqlite; url may hold a password: print safe_url, never url."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "DatabaseSettings(%s)" % self.safe_url
+
+    __str__ = __repr__
 
     @property
     def safe_url(self) -> str:
@@ -54,58 +50,38 @@ class DatabaseSettings:
         return "%s://%s:***@%s" % (scheme, user, location)
 
 
-@dataclass(frozen=True)
-class NumberPlan:
-    country_code: str = "7"
-    trunk_prefix: str = "8"
-    international_prefixes: Tuple[str, ...] = ("810", "00")
-    national_length: int = 10
-    area_code: str = "3843"
+NumberPlan = namedtuple("NumberPlan", "country_code trunk_prefix international_prefixes national_length area_code",
+                        defaults=("7", "8", ("810", "00"), 10, "3843"))
+
+# groups: ((group name, priority), ...) in file order
+VipSettings = namedtuple("VipSettings", (
+    "source priority normal_priority groups addressbook_domain_id addressbook_table_prefix"),
+    defaults=("table", 10, 5, (), None, ""))
+
+QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout", defaults=(86400, 20))
 
 
-@dataclass(frozen=True)
-class VipSettings:
-    source: str = "table"
-    priority: int = 10
-    normal_priority: int = 5
-    groups: Tuple[Tuple[str, int], ...] = ()  # (group name, priority), in file order
-    addressbook_domain_id: Optional[int] = None
-    addressbook_table_prefix: str = ""
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    ttl: int = 86400
-    dial_timeout: int = 20
-
-
-@dataclass(frozen=True)
-class StickySettings:
-    ttl: int = 86400
-    dial_timeout: int = 20
-    legacy_technology: str = "SIP"
-    unbind_sound: str = "beep"
-    queues: Dict[str, QueueSettings] = field(default_factory=dict)
+class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_technology unbind_sound queues",
+                                defaults=(86400, 20, "SIP", "beep", ()))):
+    """queues: ((name, QueueSettings), ...) from the [queue NAME] sections."""
+    __slots__ = ()
 
     def for_queue(self, queue: str) -> QueueSettings:
-        return self.queues.get(queue) or QueueSettings(self.ttl, self.dial_timeout)
+        for name, settings in self.queues:
+            if name == queue:
+                return settings
+        return QueueSettings(self.ttl, self.dial_timeout)
 
 
-@dataclass(frozen=True)
-class Config:
-    database: DatabaseSettings
-    numbers: NumberPlan = NumberPlan()
-    vip: VipSettings = VipSettings()
-    sticky: StickySettings = StickySettings()
-    syslog_facility: str = "daemon"
-    path: Optional[str] = None
+Config = namedtuple("Config", "database numbers vip sticky syslog_facility path",
+                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None))
 
 
 def config_path() -> str:
     return os.environ.get("VIPSTICKY_CONFIG") or DEFAULT_PATH
 
 
-def load(path: Optional[str] = None) -> Config:
+def load(path=None) -> Config:
     """Read the config file (a missing default file means all defaults)."""
     path = path or config_path()
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
@@ -123,7 +99,7 @@ def load(path: Optional[str] = None) -> Config:
     return from_parser(parser, path)
 
 
-def from_parser(parser: configparser.ConfigParser, path: Optional[str] = None) -> Config:
+def from_parser(parser: configparser.ConfigParser, path=None) -> Config:
     reader = _Reader(parser)
     database = parse_database_url(
         reader.text("database", "url", DEFAULT_DATABASE_URL),
@@ -160,16 +136,16 @@ def from_parser(parser: configparser.ConfigParser, path: Optional[str] = None) -
     )
     ttl = reader.number("sticky", "ttl", 86400, int, low=1, high=10 * 365 * 86400)
     dial_timeout = reader.number("sticky", "dial_timeout", 20, int, low=1, high=600)
-    queues = {}
+    queues = []
     for section in parser.sections():
         if section.startswith("queue "):
             name = section[len("queue "):].strip()
             if not QUEUE_NAME.match(name):
                 raise ConfigError("[%s]: not a usable queue name" % section)
-            queues[name] = QueueSettings(
+            queues.append((name, QueueSettings(
                 ttl=reader.number(section, "ttl", ttl, int, low=1, high=10 * 365 * 86400),
                 dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, low=1, high=600),
-            )
+            )))
     technology = reader.text("sticky", "legacy_technology", "SIP")
     if not re.match(r"^[A-Za-z0-9_]+$", technology):
         raise ConfigError("[sticky] legacy_technology must be a channel technology such as SIP or PJSIP")
@@ -177,7 +153,7 @@ def from_parser(parser: configparser.ConfigParser, path: Optional[str] = None) -
     if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
         raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
     sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
-                            unbind_sound=sound, queues=queues)
+                            unbind_sound=sound, queues=tuple(queues))
     facility = reader.text("log", "syslog_facility", "daemon")
     if not re.match(r"^(daemon|user|local[0-7])$", facility):
         raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
@@ -186,7 +162,7 @@ def from_parser(parser: configparser.ConfigParser, path: Optional[str] = None) -
 
 
 def parse_database_url(url: str, connect_timeout: float = 2.0, ssl: str = "auto",
-                       ssl_ca: Optional[str] = None) -> DatabaseSettings:
+                       ssl_ca=None) -> DatabaseSettings:
     """mysql://user:pass@host:port/db[?unix_socket=/path] or sqlite:///path."""
     if ssl not in ("auto", "on", "off"):
         raise ConfigError("[database] ssl must be auto, on or off")
@@ -222,7 +198,7 @@ def parse_database_url(url: str, connect_timeout: float = 2.0, ssl: str = "auto"
     )
 
 
-def _group(item: str) -> Tuple[str, int]:
+def _group(item: str):
     name, sep, priority = item.rpartition(":")
     name = name.strip()
     if not sep or not name or not re.match(r"^-?\d{1,7}$", priority.strip()):

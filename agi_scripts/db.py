@@ -5,10 +5,11 @@ parameterised; table names come only from the config's validated prefix.
 All times are the database server's clock (UNIX_TIMESTAMP() / julianday('now')),
 so several Asterisk hosts with skewed clocks agree on when a binding expires.
 """
+from __future__ import annotations
+
 import os
 import re
 import time
-from typing import Dict, List, Optional, Tuple
 
 from .config import Config, DatabaseSettings, NumberPlan, VipSettings
 
@@ -28,7 +29,7 @@ class DatabaseError(Exception):
 
 
 class Database:
-    def __init__(self, settings: DatabaseSettings, query_timeout: Optional[float] = None):
+    def __init__(self, settings: DatabaseSettings, query_timeout: float | None = None):
         self.settings = settings
         self.dialect = settings.dialect
         # A call must not wait longer than connect_timeout on any read; the CLI may.
@@ -122,7 +123,7 @@ class Database:
                 raise DatabaseError(_reason(error)) from None
         raise AssertionError("unreachable")
 
-    def _transaction(self, statements: List[Tuple[str, tuple]]):
+    def _transaction(self, statements: list[tuple[str, tuple]]):
         """Run statements atomically (used by admin commands, never per call)."""
         connection = self.connect()
         begin = "BEGIN IMMEDIATE" if self.dialect == "sqlite" else "START TRANSACTION"
@@ -148,7 +149,7 @@ class Database:
         return "UNIX_TIMESTAMP()"
 
     # -- VIP --------------------------------------------------------------------
-    def vip_lookup(self, key: str, vip: VipSettings) -> Optional[Tuple[int, str, str]]:
+    def vip_lookup(self, key: str, vip: VipSettings) -> tuple[int, str, str] | None:
         """(priority, label, source) of the best VIP entry for a number key, or None.
         One statement, one round trip, an index lookup whatever the table sizes."""
         sql, params = _vip_query(self.dialect, vip)
@@ -161,7 +162,7 @@ class Database:
         self._run(_upsert(self.dialect, "vip_numbers", ("number_key", "priority", "label"), ("number_key",)),
                   (key, priority, label))
 
-    def vip_import(self, rows: List[Tuple[str, int, str]]) -> int:
+    def vip_import(self, rows: list[tuple[str, int, str]]) -> int:
         sql = _upsert(self.dialect, "vip_numbers", ("number_key", "priority", "label"), ("number_key",))
         self._transaction([(sql, row) for row in rows])
         return len(rows)
@@ -169,7 +170,7 @@ class Database:
     def vip_remove(self, key: str) -> int:
         return self._run("DELETE FROM vip_numbers WHERE number_key = %s", (key,))
 
-    def vip_list(self) -> List[Tuple[str, int, str]]:
+    def vip_list(self) -> list[tuple[str, int, str]]:
         rows = self._run("SELECT number_key, priority, label FROM vip_numbers ORDER BY priority DESC, number_key",
                          fetch="all")
         return [(row[0], int(row[1]), row[2]) for row in rows]
@@ -190,12 +191,12 @@ class Database:
         self._transaction(statements)
         return int(self._run("SELECT COUNT(*) FROM %s" % AB_KEYS, fetch="one")[0])
 
-    def sql_number_key(self, raw: Optional[str]) -> Optional[str]:
+    def sql_number_key(self, raw: str | None) -> str | None:
         """The SQL function's key for one value (tests prove it equals numbers.number_key)."""
         return self._run("SELECT vipsticky_number_key(%s)", (raw,), fetch="one")[0]
 
     # -- sticky bindings --------------------------------------------------------
-    def binding_lookup(self, key: str, queue: str) -> Optional[Tuple[str, int]]:
+    def binding_lookup(self, key: str, queue: str) -> tuple[str, int] | None:
         """(agent, seconds_left) of the binding for (key, queue); seconds_left <= 0 means
         expired (purge has not run yet): the caller must not be routed by it."""
         return self._run("SELECT agent, expires_at - %s FROM %s WHERE number = %%s AND queue = %%s"
@@ -214,14 +215,14 @@ class Database:
                    "agent = VALUES(agent), last_contact = VALUES(last_contact), expires_at = VALUES(expires_at)")
         self._run(sql.format(t=BINDINGS, now=now), (key, queue, agent, ttl))
 
-    def forget(self, key: str, queue: Optional[str]) -> int:
+    def forget(self, key: str, queue: str | None) -> int:
         """Delete the binding in one scope, or in every scope when queue is None."""
         if queue is None:
             return self._run("DELETE FROM %s WHERE number = %%s" % BINDINGS, (key,))
         return self._run("DELETE FROM %s WHERE number = %%s AND queue = %%s" % BINDINGS, (key, queue))
 
-    def bindings(self, key: Optional[str] = None, queue: Optional[str] = None,
-                 agent: Optional[str] = None) -> List[Tuple[str, str, str, int]]:
+    def bindings(self, key: str | None = None, queue: str | None = None,
+                 agent: str | None = None) -> list[tuple[str, str, str, int]]:
         """Live bindings as (key, queue, agent, seconds_left), soonest expiry last."""
         where, params = ["expires_at > " + self._now()], []
         for column, value in (("number", key), ("queue", queue), ("agent", agent)):
@@ -252,13 +253,13 @@ class Database:
                 time.sleep(pause)
 
     # -- schema -----------------------------------------------------------------
-    def schema_version(self) -> Optional[int]:
+    def schema_version(self) -> int | None:
         if "vipsticky_meta" not in self.tables():
             return None
         row = self._run("SELECT value FROM vipsticky_meta WHERE name = 'schema_version'", fetch="one")
         return int(row[0]) if row else None
 
-    def tables(self) -> List[str]:
+    def tables(self) -> list[str]:
         if self.dialect == "sqlite":
             rows = self._run("SELECT name FROM sqlite_master WHERE type = 'table'", fetch="all")
         else:
@@ -266,21 +267,21 @@ class Database:
                              fetch="all")
         return [row[0] for row in rows]
 
-    def columns(self, table: str) -> List[str]:
+    def columns(self, table: str) -> list[str]:
         if self.dialect == "sqlite":
             return [row[1] for row in self._run("PRAGMA table_info(%s)" % _identifier(table), fetch="all")]
         rows = self._run("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                          "AND table_name = %s ORDER BY ordinal_position", (table,), fetch="all")
         return [row[0] for row in rows]
 
-    def triggers(self) -> List[str]:
+    def triggers(self) -> list[str]:
         if self.dialect == "sqlite":
             return []
         rows = self._run("SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()",
                          fetch="all")
         return [row[0] for row in rows]
 
-    def install_schema(self, config: Config, addressbook: bool = False) -> List[str]:
+    def install_schema(self, config: Config, addressbook: bool = False) -> list[str]:
         """Create or upgrade everything; safe to rerun. Returns what was done, one line each."""
         self.connect(create=True)
         done = []
@@ -310,7 +311,7 @@ class Database:
         self._run("DROP TABLE IF EXISTS %s" % staging)  # left by an interrupted run
         self._run(bindings_ddl(self.dialect, staging))
         ttl = config.sticky.ttl
-        newest: Dict[str, Tuple[int, int, str]] = {}
+        newest: dict[str, tuple[int, int, str]] = {}
         skipped = 0
         for row_id, number, date, agent in self._run("SELECT id, number, date, agent FROM %s" % BINDINGS,
                                                      fetch="all"):
@@ -337,7 +338,7 @@ class Database:
                 "(unusable number, agent or date; duplicates); original kept as %s"
                 % (BINDINGS, len(rows), skipped, backup))
 
-    def install_addressbook(self, config: Config) -> List[str]:
+    def install_addressbook(self, config: Config) -> list[str]:
         if self.dialect != "mysql":
             raise DatabaseError("the address book needs MySQL/MariaDB, not SQLite")
         names = _addressbook_tables(config.vip)
@@ -357,7 +358,7 @@ class Database:
         count = self.vip_sync(config.vip)
         return ["address-book triggers on %s installed; %d number keys indexed" % (names["addressbook"], count)]
 
-    def installed_number_plan(self) -> Optional[str]:
+    def installed_number_plan(self) -> str | None:
         row = self._run("SELECT value FROM vipsticky_meta WHERE name = 'number_plan'", fetch="one")
         return row[0] if row else None
 
@@ -369,7 +370,7 @@ _LABEL = ("LEFT(COALESCE(NULLIF(TRIM(CONCAT_WS(' ', %(r)s.firstname, %(r)s.lastn
 _KEY = object()  # placeholder for the number key in a prepared parameter list
 
 
-def _addressbook_tables(vip: VipSettings) -> Dict[str, str]:
+def _addressbook_tables(vip: VipSettings) -> dict[str, str]:
     prefix = vip.addressbook_table_prefix
     return {name: prefix + name for name in ("addressbook", "group_list", "address_in_groups")}
 
@@ -408,7 +409,7 @@ def _vip_query(dialect: str, vip: VipSettings):
     return sql, params
 
 
-def _upsert(dialect: str, table: str, columns: Tuple[str, ...], key: Tuple[str, ...]) -> str:
+def _upsert(dialect: str, table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
     values = ", ".join(["%s"] * len(columns))
     updates = [c for c in columns if c not in key]
     if dialect == "sqlite":
@@ -419,7 +420,7 @@ def _upsert(dialect: str, table: str, columns: Tuple[str, ...], key: Tuple[str, 
         table, ", ".join(columns), values, ", ".join("%s = VALUES(%s)" % (c, c) for c in updates))
 
 
-def schema_statements(dialect: str) -> List[str]:
+def schema_statements(dialect: str) -> list[str]:
     if dialect == "sqlite":
         return [
             "CREATE TABLE IF NOT EXISTS vipsticky_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -474,7 +475,7 @@ def plan_signature(plan: NumberPlan) -> str:
         plan.national_length, plan.area_code)
 
 
-def addressbook_statements(plan: NumberPlan, vip: VipSettings) -> List[str]:
+def addressbook_statements(plan: NumberPlan, vip: VipSettings) -> list[str]:
     """The key index beside PHP Address Book: a side table, the number rules as an SQL
     function, and triggers that keep the index current on every INSERT, UPDATE and
     DELETE the web UI makes. PHP Address Book's own tables only gain an index.
@@ -571,7 +572,7 @@ def _uri_path(path: str) -> str:
     return quote(path)
 
 
-def _mysql_code(error) -> Optional[int]:
+def _mysql_code(error) -> int | None:
     args = getattr(error, "args", ())
     if args and isinstance(args[0], int):
         return args[0]
