@@ -142,9 +142,6 @@ class Doctor:
         if settings.dialect == "sqlite":
             if not self._check_sqlite_files(settings.path):
                 return
-        if config.vip.source != "table" and settings.dialect != "mysql":
-            self.fix("[vip] source = %s needs a mysql:// database url" % config.vip.source)
-            return
         database = Database(settings)
         try:
             version = database.schema_version()

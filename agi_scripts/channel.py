@@ -80,7 +80,14 @@ class _AGI(AGI):
         if watch_sighup:
             signal.signal(signal.SIGHUP, self._handle_sighup)
         self.env = {}
-        self._get_agi_env()
+        # pyst2's own reader pprints the environment to stderr; this reads it the same way.
+        while True:
+            line = stdin.readline().strip()
+            if not line:
+                break
+            key, _, value = line.partition(":")
+            if key.strip():
+                self.env[key.strip()] = value.strip()
 
 
 class Channel:

@@ -42,10 +42,7 @@ class _Context:
     @property
     def database(self):
         if self._database is None:
-            config = self.config
-            if config.vip.source != "table" and config.database.dialect != "mysql":
-                raise ConfigError("[vip] source = %s needs a mysql:// database url" % config.vip.source)
-            self._database = Database(config.database, query_timeout=ADMIN_QUERY_TIMEOUT)
+            self._database = Database(self.config.database, query_timeout=ADMIN_QUERY_TIMEOUT)
         return self._database
 
     def key(self, number):
@@ -307,10 +304,7 @@ def serve(context, listen, pool_size):
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:4573", param_hint="--listen")
-    config = context.config
-    if config.vip.source != "table" and config.database.dialect != "mysql":
-        raise ConfigError("[vip] source = %s needs a mysql:// database url" % config.vip.source)
-    fastagi.serve(config, host.strip("[]") or "127.0.0.1", int(port), pool_size)
+    fastagi.serve(context.config, host.strip("[]") or "127.0.0.1", int(port), pool_size)
 
 
 def _scope(queue):

@@ -122,6 +122,9 @@ def from_parser(parser: configparser.ConfigParser, path=None) -> Config:
     source = reader.text("vip", "source", "table")
     if source not in VIP_SOURCES:
         raise ConfigError("[vip] source must be one of %s, not %r" % (", ".join(VIP_SOURCES), source))
+    if source != "table" and database.dialect != "mysql":
+        raise ConfigError("[vip] source = %s needs PHP Address Book's MySQL/MariaDB: "
+                          "the [database] url is SQLite" % source)
     domain = reader.text("vip", "addressbook_domain_id", "")
     prefix = reader.text("vip", "addressbook_table_prefix", "")
     if not IDENTIFIER.match(prefix):

@@ -381,8 +381,6 @@ def _vip_query(dialect: str, vip: VipSettings):
         parts.append("SELECT priority, label, 'table' AS source FROM vip_numbers WHERE number_key = %s")
         params.append(_KEY)
     if vip.source in ("addressbook", "both"):
-        if dialect != "mysql":
-            raise DatabaseError("[vip] source = %s needs MySQL/MariaDB, not SQLite" % vip.source)
         names = _addressbook_tables(vip)
         domain = ""
         if vip.addressbook_domain_id is not None:
