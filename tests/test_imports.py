@@ -1,0 +1,35 @@
+"""The per-call path imports only what the call needs: never click, PyMySQL only for a
+mysql:// url, no typing/dataclasses machinery of ours. Checked in the real script
+process with Python's own import log (PYTHONPROFILEIMPORTTIME)."""
+import re
+
+import pytest
+
+from agi_scripts.peer import Asterisk
+
+SCRIPTS = [("vip_or_not", ["89130751580"]), ("sticky_route", ["lookup", "89130751580", "support"]),
+           ("delnum", ["89130751580"])]
+
+
+def imported_modules(call):
+    return {match.group(1) for match in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", call.stderr, re.M)}
+
+
+@pytest.mark.parametrize("script,args", SCRIPTS)
+def test_a_call_on_sqlite_imports_neither_click_nor_pymysql(sqlite, script, args):
+    sqlite.env["PYTHONPROFILEIMPORTTIME"] = "1"
+    call = sqlite.run(script, args, asterisk=Asterisk(devices={"PJSIP/alena": "NOT_INUSE"}))
+    modules = imported_modules(call)
+    assert "asterisk.agi" in modules and "sqlite3" in modules  # the log really is this process's
+    assert not {"click", "pymysql", "agi_scripts.cli", "agi_scripts.fastagi", "agi_scripts.peer"} & modules
+    assert call.exit_code == 0 and call.malformed == []
+
+
+@pytest.mark.parametrize("script,args", SCRIPTS)
+def test_a_call_on_mariadb_imports_pymysql_but_not_click(mariadb, script, args):
+    mariadb.env["PYTHONPROFILEIMPORTTIME"] = "1"
+    call = mariadb.run(script, args, asterisk=Asterisk(devices={"PJSIP/alena": "NOT_INUSE"}))
+    modules = imported_modules(call)
+    assert "pymysql" in modules
+    assert not {"click", "sqlite3", "agi_scripts.cli"} & modules
+    assert call.exit_code == 0 and call.malformed == []
