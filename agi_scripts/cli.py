@@ -20,6 +20,7 @@ from .db import Database, DatabaseError, schema_script
 from .demo import run_demo
 from .numbers import number_key
 
+PRIORITY = click.IntRange(-1000000, 1000000)  # QUEUE_PRIO values an admin may give
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
 
 
@@ -132,7 +133,7 @@ def vip():
 
 @vip.command("add")
 @click.argument("number")
-@click.option("--priority", type=click.IntRange(-1000000, 1000000), default=None,
+@click.option("--priority", type=PRIORITY, default=None,
               help="QUEUE_PRIO for this caller (default: [vip] priority).")
 @click.option("--label", default="", help="Shown to the dialplan as VIP_LABEL.")
 @pass_context
@@ -177,22 +178,22 @@ def vip_import(context, csv_file):
     (a first line starting with "number" is a header). All or nothing."""
     rows = []
     with open(csv_file, newline="", encoding="utf-8-sig") as handle:
-        for line_number, row in enumerate(csv.reader(handle), 1):
-            if not row or not "".join(row).strip():
+        reader = csv.reader(handle)
+        next_line = 1
+        for row in reader:
+            line, next_line = next_line, reader.line_num + 1  # a quoted label may span lines
+            if not "".join(row).strip() or (line == 1 and row[0].strip().lower() == "number"):
                 continue
-            if line_number == 1 and row[0].strip().lower() == "number":
-                continue
-            key = number_key(row[0], context.config.numbers)
-            if key is None:
-                raise Failure("%s line %d: %s is not a usable number" % (csv_file, line_number, json.dumps(row[0][:80])))
-            priority = context.config.vip.priority
-            if len(row) > 1 and row[1].strip():
-                try:
-                    priority = int(row[1])
-                except ValueError:
-                    raise Failure("%s line %d: priority %s is not a number" % (csv_file, line_number,
-                                                                              json.dumps(row[1][:20]))) from None
-            rows.append((key, priority, _label(row[2] if len(row) > 2 else "")))
+            try:
+                key = context.key(row[0])
+                priority = context.config.vip.priority
+                if len(row) > 1 and row[1].strip():
+                    priority = PRIORITY.convert(row[1].strip(), None, None)
+                rows.append((key, priority, _label(row[2] if len(row) > 2 else "")))
+            except click.BadParameter as error:
+                raise Failure("%s line %d: priority %s" % (csv_file, line, error.message)) from None
+            except Failure as error:
+                raise Failure("%s line %d: %s" % (csv_file, line, error.message)) from None
     count = context.database.vip_import(rows)
     click.echo("imported %d VIP numbers" % count)
 
