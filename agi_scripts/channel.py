@@ -9,18 +9,25 @@ syslog line and exit status 0: the call goes on to the queue whatever happens.
 from __future__ import annotations
 
 import io
+import os
 import re
 import signal
 import sys
 
-from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup, AGIInvalidCommand, AGIUsageError
+from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup, AGIInvalidCommand, AGIResultHangup, AGIUsageError
 
-from .config import QUEUE_NAME, Config, ConfigError, DatabaseSettings, load
+from .config import QUEUE_NAME, Config, ConfigError, DatabaseSettings, load, printable
 from .db import Database, DatabaseError
 
 # Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
 # no white space, no dialplan expression characters.
-AGENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]{1,100}$")
+AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
+# What res_agi sends every script before the arguments (Asterisk 18 to 22).
+STANDARD_ENV = frozenset((
+    "agi_request", "agi_channel", "agi_language", "agi_type", "agi_uniqueid", "agi_version", "agi_callerid",
+    "agi_calleridname", "agi_callingpres", "agi_callingani2", "agi_callington", "agi_callingtns", "agi_dnid",
+    "agi_rdnis", "agi_context", "agi_extension", "agi_priority", "agi_enhanced", "agi_accountcode",
+    "agi_threadid"))
 MAX_VALUE = 500  # well inside Asterisk's AGI line buffer (2048): a longer line would be split
 FALLBACK_CONFIG = Config(database=DatabaseSettings(dialect="sqlite", url="sqlite:///dev/null", path="/dev/null"))
 
@@ -33,8 +40,10 @@ class CommandFailed(Exception):
     """Asterisk answered a command with a failure (result=-1, 510, 520)."""
 
 
-class CallDeadline(Exception):
-    """The call's time budget ran out (a database that accepts and never answers)."""
+class CallDeadline(BaseException):
+    """The call's time budget ran out (a database that accepts and never answers).
+    A BaseException, like KeyboardInterrupt: no library's `except Exception` may
+    swallow it or dress it up as another error."""
 
 
 def valid_agent(agent) -> bool:
@@ -43,13 +52,6 @@ def valid_agent(agent) -> bool:
 
 def valid_queue(queue) -> bool:
     return isinstance(queue, str) and bool(QUEUE_NAME.match(queue))
-
-
-def printable(text, limit=80) -> str:
-    """A value fit for a log line: control characters shown escaped, length bounded."""
-    text = str(text)
-    shown = text[:limit].encode("unicode_escape", "backslashreplace").decode("ascii")
-    return shown + ("..." if len(text) > limit else "")
 
 
 def quote(value) -> str:
@@ -69,25 +71,53 @@ class _Discard:
         pass
 
 
+class _OutOfStep(Exception):
+    """A line that is no reply was read where a reply was due."""
+
+
+class _Replies:
+    """Asterisk's side of the conversation as pyst2 reads replies from it. Asterisk
+    writes agi_* values raw, so a line feed in a caller ID or argument can end the
+    environment early and leave its rest in the pipe, where it would be taken for
+    the replies to our commands, each one behind."""
+    REPLY = re.compile(r"^(200 result=|5[12]\d[ -]|HANGUP)")  # what res_agi answers a command with
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def readline(self):
+        line = self.stream.readline()
+        if line and not self.REPLY.match(line):
+            raise _OutOfStep()
+        return line
+
+
 class _AGI(AGI):
     """pyst2's AGI without its side effects: no debug on stderr, and the SIGHUP handler
     only where there is one (a FastAGI connection lives in a thread and gets a
     HANGUP line instead; signal.signal would raise ValueError there)."""
 
     def __init__(self, stdin, stdout, watch_sighup):
-        self.stdin, self.stdout, self.stderr = stdin, stdout, _Discard()
+        self.stdout, self.stderr = stdout, _Discard()
         self._got_sighup = False
         if watch_sighup:
             signal.signal(signal.SIGHUP, self._handle_sighup)
         self.env = {}
-        # pyst2's own reader pprints the environment to stderr; this reads it the same way.
+        self.env_damaged = False
+        # pyst2's own reader pprints the environment to stderr and lets a repeated key
+        # win: here the first agi_* value stands, so a line feed in a caller ID cannot
+        # bring in a second agi_network_script or agi_arg_1.
         while True:
             line = stdin.readline().strip()
             if not line:
                 break
-            key, _, value = line.partition(":")
-            if key.strip():
-                self.env[key.strip()] = value.strip()
+            key, sep, value = line.partition(":")
+            key = key.strip()
+            if sep and key.startswith("agi_") and key not in self.env:
+                self.env[key] = value.strip()
+            else:
+                self.env_damaged = True
+        self.stdin = _Replies(stdin)  # what pyst2 reads replies from
 
 
 class Channel:
@@ -102,23 +132,62 @@ class Channel:
         stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
         stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="replace", newline="\n",
                                   write_through=True)
-        return cls(_AGI(stdin, stdout, watch_sighup=True), args)
+        channel = cls(_AGI(stdin, stdout, watch_sighup=True), args)
+        expected = STANDARD_ENV | {"agi_arg_%d" % count for count in range(1, len(args) + 1)}
+        if channel._agi.env_damaged or not expected <= channel.env.keys():
+            channel._resync()
+        return channel
 
     @classmethod
     def from_stream(cls, rfile, wfile):
-        """A FastAGI connection's channel: arguments arrive as agi_arg_N lines."""
+        """A FastAGI connection's channel: arguments arrive as agi_arg_N lines. How many
+        there should be is unknown, so whether the environment was cut short cannot be
+        told: every FastAGI call resynchronises."""
         agi = _AGI(rfile, wfile, watch_sighup=False)
         count = 1
         args = []
         while "agi_arg_%d" % count in agi.env:
             args.append(agi.env["agi_arg_%d" % count])
             count += 1
-        return cls(agi, args)
+        channel = cls(agi, args)
+        if agi.env_damaged or not STANDARD_ENV <= agi.env.keys():
+            channel._resync()
+        return channel
+
+    def _resync(self):
+        """Skip what is left of a cut environment: ask Asterisk to echo a random token
+        and read past everything up to that echo (a caller cannot guess the token)."""
+        token = "vipsticky-sync-" + os.urandom(8).hex()
+        try:
+            self._agi.test_hangup()
+            self._agi.send_command("GET FULL VARIABLE", quote(token))
+            for _ in range(100000):
+                line = self._agi.stdin.stream.readline()
+                if not line:
+                    break
+                if "(%s)" % token in line:
+                    return
+        except (AGIHangup, OSError):
+            pass
+        raise Hangup()
 
     def _execute(self, command, *args):
         try:
-            return self._agi.execute(command, *args)
-        except AGIHangup:  # SIGHUP seen, or "result=-1 (hangup)"
+            try:
+                return self._agi.execute(command, *args)
+            except _OutOfStep:
+                # The rest of a cut environment: skip it and ask again (sending a
+                # command twice is harmless here: at worst the beep plays twice).
+                self._resync()
+                return self._agi.execute(command, *args)
+        except _OutOfStep:
+            raise Hangup() from None
+        except AGIResultHangup:
+            if command.startswith("GET"):
+                # pyst2 takes a value that is literally "hangup" for a hangup notice.
+                return {"result": ("1", "hangup")}
+            raise Hangup() from None
+        except AGIHangup:  # SIGHUP seen
             raise Hangup() from None
         except (AGIAppError, AGIInvalidCommand, AGIUsageError) as error:
             raise CommandFailed("%s: %s" % (command, printable(error))) from None
@@ -169,7 +238,7 @@ def answer(channel: Channel, name: str, handle, fail_open, config: Config, datab
         return "ok"
     except Hangup:
         return "hangup"
-    except Exception as error:
+    except (Exception, CallDeadline) as error:
         reason = describe(error)
         if log is None:
             syslog_failure(name, reason, config.syslog_facility)
@@ -185,7 +254,10 @@ def answer(channel: Channel, name: str, handle, fail_open, config: Config, datab
 
 def run(name: str, handle, fail_open) -> int:
     """main() of a per-call script. Always exits 0: a failure is a normal call."""
-    channel = Channel.from_stdio(sys.argv[1:])
+    try:
+        channel = Channel.from_stdio(sys.argv[1:])
+    except Hangup:
+        return 0
     try:
         config = load()
     except ConfigError as error:
@@ -220,10 +292,17 @@ def syslog_failure(name: str, reason: str, facility: str) -> None:
 
 class _Deadline:
     """SIGALRM-based time limit; a no-op when not asked for or outside the main thread
-    (signal.signal raises ValueError there: FastAGI relies on socket timeouts)."""
+    (signal.signal raises ValueError there: FastAGI relies on socket timeouts).
+
+    An alarm that lands in a finalizer or weakref callback cannot raise there:
+    Python prints it to stderr (Asterisk would log a traceback) and goes on. So the
+    timer repeats every 50 ms until the block is left, and such swallowed alarms
+    are kept off stderr."""
+    REPEAT = 0.05
 
     def __init__(self, seconds):
         self.seconds = seconds
+        self._previous_hook = None
 
     def __enter__(self):
         if self.seconds:
@@ -232,12 +311,19 @@ class _Deadline:
             except ValueError:
                 self.seconds = None
                 return
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            self._previous_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+            signal.setitimer(signal.ITIMER_REAL, self.seconds, self.REPEAT)
 
     def __exit__(self, *exc):
         if self.seconds:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.unraisablehook = self._previous_hook
         return False
+
+    def _unraisable(self, info):
+        if not isinstance(info.exc_value, CallDeadline):
+            self._previous_hook(info)
 
     @staticmethod
     def _expired(signum, frame):

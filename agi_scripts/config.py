@@ -77,6 +77,13 @@ Config = namedtuple("Config", "database numbers vip sticky syslog_facility path"
                     defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None))
 
 
+def printable(text, limit=80) -> str:
+    """A value fit for a one-line message: control characters escaped, length bounded."""
+    text = str(text)
+    shown = text[:limit].encode("unicode_escape", "backslashreplace").decode("ascii")
+    return shown + ("..." if len(text) > limit else "")
+
+
 def config_path() -> str:
     return os.environ.get("VIPSTICKY_CONFIG") or DEFAULT_PATH
 
@@ -90,12 +97,13 @@ def load(path=None) -> Config:
             parser.read_file(handle)
     except FileNotFoundError:
         if path != DEFAULT_PATH:
-            raise ConfigError("config file %s does not exist" % path) from None
+            raise ConfigError("config file %s does not exist" % printable(path, 200)) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError("cannot read config file %s: %s" % (path, getattr(error, "strerror", None) or error)) from None
+        raise ConfigError("cannot read config file %s: %s" % (printable(path, 200),
+                                                              getattr(error, "strerror", None) or error)) from None
     except configparser.Error as error:
         first_line = str(error).splitlines()[0]
-        raise ConfigError("config file %s: %s" % (path, first_line)) from None
+        raise ConfigError("config file %s: %s" % (printable(path, 200), first_line)) from None
     return from_parser(parser, path)
 
 

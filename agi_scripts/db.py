@@ -65,7 +65,7 @@ class Database:
         self._module = pymysql
         options = dict(
             user=settings.user, password=settings.password or "", database=settings.database,
-            connect_timeout=settings.connect_timeout, read_timeout=self.query_timeout,
+            connect_timeout=settings.connect_timeout, read_timeout=settings.connect_timeout,
             write_timeout=self.query_timeout, autocommit=True, charset="utf8mb4",
         )
         if settings.unix_socket:
@@ -80,6 +80,10 @@ class Database:
             self._connection = pymysql.connect(**options)
         except Exception as error:
             raise DatabaseError("cannot connect to %s: %s" % (settings.safe_url, _reason(error))) from None
+        # PyMySQL reads the server's greeting with read_timeout, so connect with the
+        # short one; the CLI's longer query timeout applies once connected (PyMySQL
+        # reads this attribute before every read).
+        self._connection._read_timeout = self.query_timeout
         return self._connection
 
     def close(self):
@@ -119,6 +123,10 @@ class Database:
                     if attempt == 1 and was_connected:
                         continue
                 elif code in RETRY_ON_LOCK and attempt == 1:
+                    import random  # rare path: keep it off every call's imports
+                    # A retry at once can meet the same conflict again; a short random pause
+                    # lets the other transaction finish first.
+                    time.sleep(random.uniform(0.01, 0.05))
                     continue
                 raise DatabaseError(_reason(error)) from None
         raise AssertionError("unreachable")

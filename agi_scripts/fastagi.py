@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 
 from . import delnum, sticky_route, vip_or_not
-from .channel import Channel, answer, printable
+from .channel import Channel, Hangup, answer, printable
 from .db import Database
 
 SCRIPTS = {"vip_or_not": vip_or_not, "sticky_route": sticky_route, "delnum": delnum}
@@ -66,7 +66,10 @@ def script_name(env) -> str:
 
 def answer_connection(rfile, wfile, config, pool, log) -> str:
     """One FastAGI connection, start to end. Returns ok, hangup, failed or unknown."""
-    channel = Channel.from_stream(rfile, wfile)
+    try:
+        channel = Channel.from_stream(rfile, wfile)
+    except Hangup:
+        return "hangup"
     name = script_name(channel.env)
     module = SCRIPTS.get(name)
     if module is None:

@@ -111,7 +111,9 @@ class Peer:
     @staticmethod
     def environment(script: str, args: List[str], callerid: str, network: bool = False,
                     extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
-        env = [
+        # res_agi sends a FastAGI server agi_network and agi_network_script first.
+        env = [("agi_network", "yes"), ("agi_network_script", script)] if network else []
+        env += [
             ("agi_request", ("agi://127.0.0.1/%s" % script) if network else script),
             ("agi_channel", "PJSIP/trunk-00000001"), ("agi_language", "en"), ("agi_type", "PJSIP"),
             ("agi_uniqueid", "1700000000.1"), ("agi_version", "22.0.0"),
@@ -121,9 +123,6 @@ class Peer:
             ("agi_extension", "s"), ("agi_priority", "3"), ("agi_enhanced", "0.0"),
             ("agi_accountcode", ""), ("agi_threadid", "140000000000000"),
         ]
-        if network:
-            env.append(("agi_network", "yes"))
-            env.append(("agi_network_script", script))
         env.extend(extra.items() if extra else ())
         env.extend(("agi_arg_%d" % (index + 1), value) for index, value in enumerate(args))
         return env
