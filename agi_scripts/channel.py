@@ -239,17 +239,23 @@ def answer(channel: Channel, name: str, handle, fail_open, config: Config, datab
     except Hangup:
         return "hangup"
     except (Exception, CallDeadline) as error:
-        reason = describe(error)
-        if log is None:
-            syslog_failure(name, reason, config.syslog_facility)
-        else:
-            log("%s: %s; failing open" % (name, reason))
-        try:
-            channel.verbose("vipsticky %s: %s; failing open" % (name, reason))
-            fail_open(channel, config)
-        except (Hangup, CommandFailed):
-            pass  # the caller is gone, or Asterisk refused: nothing more to tell
+        fail(channel, name, fail_open, config, error, log)
         return "failed"
+
+
+def fail(channel: Channel, name: str, fail_open, config: Config, error: BaseException, log=None) -> None:
+    """Log the failure once (syslog unless `log` is given, and one VERBOSE line) and
+    set the handler's fail-open values."""
+    reason = describe(error)
+    if log is None:
+        syslog_failure(name, reason, config.syslog_facility)
+    else:
+        log("%s: %s; failing open" % (name, reason))
+    try:
+        channel.verbose("vipsticky %s: %s; failing open" % (name, reason))
+        fail_open(channel, config)
+    except (Hangup, CommandFailed):
+        pass  # the caller is gone, or Asterisk refused: nothing more to tell
 
 
 def run(name: str, handle, fail_open) -> int:
@@ -261,9 +267,7 @@ def run(name: str, handle, fail_open) -> int:
     try:
         config = load()
     except ConfigError as error:
-        def config_failed(*_):
-            raise error
-        answer(channel, name, config_failed, fail_open, FALLBACK_CONFIG, None)
+        fail(channel, name, fail_open, FALLBACK_CONFIG, error)
         return 0
     database = Database(config.database)
     try:
@@ -276,7 +280,7 @@ def run(name: str, handle, fail_open) -> int:
     return 0
 
 
-def describe(error: Exception) -> str:
+def describe(error: BaseException) -> str:
     if isinstance(error, (DatabaseError, ConfigError, CommandFailed)):
         return printable(error, 300)
     if isinstance(error, CallDeadline):

@@ -6,7 +6,6 @@ command line was wrong). The per-call scripts never import this module.
 """
 import csv
 import json
-import os
 import sys
 
 import click

@@ -4,6 +4,7 @@ MariaDB comes from VIPSTICKY_TEST_MYSQL (default mysql://root@127.0.0.1:3306/tes
 a test that needs it FAILS when the server cannot be reached: .ci/run starts it.
 """
 import os
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -53,6 +54,26 @@ class Setup:
         """Rewrite the config file with the same database url plus extra INI text."""
         with open(self.path, "w") as handle:
             handle.write("[database]\nurl = %s\nconnect_timeout = 2\n%s" % (self.url, extra))
+
+    def query(self, *statements):
+        """Rows of each SELECT, read straight from the database (not through the code under
+        test), plus the database clock's now: (rows of statement 1, ..., now)."""
+        if self.dialect == "sqlite":
+            connection = sqlite3.connect(self.config.database.path)
+            now = "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)"
+        else:
+            connection = pymysql.connect(database=self.mysql_database, **server_params())
+            now = "UNIX_TIMESTAMP()"
+        try:
+            cursor = connection.cursor()
+            results = []
+            for statement in statements + ("SELECT " + now,):
+                cursor.execute(statement)
+                results.append(cursor.fetchall())
+            cursor.close()
+        finally:
+            connection.close()
+        return tuple(results[:-1]) + (int(results[-1][0][0]),)
 
     def run(self, script, args, asterisk: Optional[Asterisk] = None, hangup=None, callerid="", **options):
         """Run an installed per-call script against this setup, as Asterisk does."""

@@ -280,27 +280,35 @@ def binding_agent(setup, key, queue=""):
         connection.close()
 
 
-def test_lock_wait_is_retried_once(mariadb, mysql_codes):
-    """A row lock held past innodb_lock_wait_timeout: the first attempt gets 1205, the
-    retry gets the row once the lock is released."""
-    key = number_key(NUMBER, PLAN)
-    database = mariadb.database(query_timeout=10)  # reads wait longer than the lock waits
+@contextmanager
+def locked_binding(setup, key):
+    """A Database whose lock waits give up after 1 s, and another connection holding the
+    binding row of key locked (FOR UPDATE) until the block ends or it commits."""
+    database = setup.database(query_timeout=10)  # reads wait longer than the lock waits
     database.remember(key, "", "PJSIP/old", 3600)
     database._run("SET SESSION innodb_lock_wait_timeout = 1")
-    holder = holder_connection(mariadb)
+    holder = holder_connection(setup)
     try:
         with holder.cursor() as cursor:
             cursor.execute("START TRANSACTION")
             cursor.execute("SELECT * FROM numbers_remember WHERE number = %s AND queue = '' FOR UPDATE", (key,))
+        yield database, holder
+    finally:
+        holder.close()
+        database.close()
+
+
+def test_lock_wait_is_retried_once(mariadb, mysql_codes):
+    """A row lock held past innodb_lock_wait_timeout: the first attempt gets 1205, the
+    retry gets the row once the lock is released."""
+    key = number_key(NUMBER, PLAN)
+    with locked_binding(mariadb, key) as (database, holder):
         release = threading.Timer(1.5, holder.commit)
         release.start()
         started = time.monotonic()
         database.remember(key, "", "PJSIP/new", 3600)
         elapsed = time.monotonic() - started
         release.join()
-    finally:
-        holder.close()
-        database.close()
     assert mysql_codes == [1205]
     assert elapsed >= 1.0, elapsed  # the first attempt waited out the lock
     assert binding_agent(mariadb, key) == "PJSIP/new"
@@ -309,20 +317,10 @@ def test_lock_wait_is_retried_once(mariadb, mysql_codes):
 def test_lock_wait_is_retried_only_once(mariadb, mysql_codes):
     """A lock held through both attempts: exactly two tries, then one DatabaseError."""
     key = number_key(NUMBER, PLAN)
-    database = mariadb.database(query_timeout=10)  # reads wait longer than the lock waits
-    database.remember(key, "", "PJSIP/old", 3600)
-    database._run("SET SESSION innodb_lock_wait_timeout = 1")
-    holder = holder_connection(mariadb)
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute("START TRANSACTION")
-            cursor.execute("SELECT * FROM numbers_remember WHERE number = %s AND queue = '' FOR UPDATE", (key,))
+    with locked_binding(mariadb, key) as (database, holder):
         with pytest.raises(DatabaseError) as raised:
             database.remember(key, "", "PJSIP/new", 3600)
         holder.rollback()
-    finally:
-        holder.close()
-        database.close()
     assert mysql_codes == [1205, 1205]
     assert "1205" in str(raised.value)
     assert binding_agent(mariadb, key) == "PJSIP/old"

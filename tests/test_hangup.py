@@ -18,7 +18,6 @@ by SIGHUP, nothing sent, nothing written", and a second variant (ReadyPeer) send
 SIGHUP once the script has installed its handler, where exit 0 is required.
 """
 import signal
-import sqlite3
 import threading
 import time
 import traceback
@@ -26,13 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-import pymysql
 import pytest
 
 from agi_scripts import fastagi
 from agi_scripts.peer import Asterisk, Peer
 
-from conftest import server_params
 
 WORKERS = 3
 TTL = 86400
@@ -249,26 +246,12 @@ def check_state(run, scenario, rows, now, transport, killed) -> List[str]:
 
 def rows_by_key(setup):
     """(VIP keys, {number key: {queue: (agent, expires_at)}}, the database's now)."""
-    if setup.dialect == "sqlite":
-        connection = sqlite3.connect(setup.config.database.path)
-        now = "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)"
-    else:
-        connection = pymysql.connect(database=setup.mysql_database, **server_params())
-        now = "UNIX_TIMESTAMP()"
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT number_key FROM vip_numbers")
-        vip_keys = {row[0] for row in cursor.fetchall()}
-        cursor.execute("SELECT number, queue, agent, expires_at FROM numbers_remember")
-        by_key: Dict[str, Dict[str, tuple]] = {}
-        for number, queue, agent, expires_at in cursor.fetchall():
-            by_key.setdefault(number, {})[queue] = (agent, int(expires_at))
-        cursor.execute("SELECT " + now)
-        current = int(cursor.fetchone()[0])
-        cursor.close()
-    finally:
-        connection.close()
-    return vip_keys, by_key, current
+    vips, bindings, now = setup.query("SELECT number_key FROM vip_numbers",
+                                      "SELECT number, queue, agent, expires_at FROM numbers_remember")
+    by_key: Dict[str, Dict[str, tuple]] = {}
+    for number, queue, agent, expires_at in bindings:
+        by_key.setdefault(number, {})[queue] = (agent, int(expires_at))
+    return {row[0] for row in vips}, by_key, now
 
 
 def report(problems, total):

@@ -21,7 +21,6 @@ test below (test_bulk_line_feeds), marked as a known bug.
 """
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -615,24 +614,10 @@ def seed(setup) -> None:
 
 def table_rows(setup):
     """(vip_numbers rows, numbers_remember rows as (number, queue, agent, expires_at), the database's now)."""
-    if setup.dialect == "sqlite":
-        connection = sqlite3.connect(setup.config.database.path)
-        now = "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)"
-    else:
-        connection = pymysql.connect(database=setup.mysql_database, **server_params())
-        now = "UNIX_TIMESTAMP()"
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT number_key, priority, label FROM vip_numbers")
-        vips = sorted((row[0], int(row[1]), row[2]) for row in cursor.fetchall())
-        cursor.execute("SELECT number, queue, agent, expires_at FROM numbers_remember")
-        bindings = sorted((row[0], row[1], row[2], int(row[3])) for row in cursor.fetchall())
-        cursor.execute("SELECT " + now)
-        current = int(cursor.fetchone()[0])
-        cursor.close()
-    finally:
-        connection.close()
-    return vips, bindings, current
+    vips, bindings, now = setup.query("SELECT number_key, priority, label FROM vip_numbers",
+                                      "SELECT number, queue, agent, expires_at FROM numbers_remember")
+    return (sorted((row[0], int(row[1]), row[2]) for row in vips),
+            sorted((row[0], row[1], row[2], int(row[3])) for row in bindings), now)
 
 
 def check_tables(setup, model: Optional[Model] = None, loose: Optional[LooseModel] = None) -> None:
