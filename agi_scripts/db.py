@@ -574,8 +574,8 @@ def _identifier(name: str) -> str:
 
 
 def _uri_path(path: str) -> str:
-    from urllib.parse import quote
-    return quote(path)
+    """A file path inside an SQLite file: URI (what would end or escape the path, quoted)."""
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
 
 
 def _mysql_code(error) -> int | None:
