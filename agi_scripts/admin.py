@@ -137,7 +137,7 @@ class Doctor:
         return True
 
     def _check_database(self, config):
-        from .db import SCHEMA_VERSION, Database, DatabaseError, plan_signature
+        from .db import SCHEMA_VERSION, Database, DatabaseError, addressbook_triggers, plan_signature
         settings = config.database
         if settings.dialect == "sqlite":
             if not self._check_sqlite_files(settings.path):
@@ -151,9 +151,7 @@ class Doctor:
             else:
                 self.ok("database %s reachable, schema version %d" % (settings.safe_url, version))
             if config.vip.source != "table":
-                prefix = config.vip.addressbook_table_prefix
-                wanted = {"vipsticky_%saddressbook_%s" % (prefix, event) for event in ("insert", "update", "delete")}
-                missing = wanted - set(database.triggers())
+                missing = set(addressbook_triggers(config.vip).values()) - set(database.triggers())
                 if missing:
                     self.fix("address-book triggers missing (%s): run vipsticky install-schema --addressbook"
                              % ", ".join(sorted(missing)))

@@ -133,16 +133,14 @@ class Channel:
         stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="replace", newline="\n",
                                   write_through=True)
         channel = cls(_AGI(stdin, stdout, watch_sighup=True), args)
-        expected = STANDARD_ENV | {"agi_arg_%d" % count for count in range(1, len(args) + 1)}
-        if channel._agi.env_damaged or not expected <= channel.env.keys():
-            channel._resync()
+        channel._catch_up(STANDARD_ENV | {"agi_arg_%d" % count for count in range(1, len(args) + 1)})
         return channel
 
     @classmethod
     def from_stream(cls, rfile, wfile):
         """A FastAGI connection's channel: arguments arrive as agi_arg_N lines. How many
-        there should be is unknown, so whether the environment was cut short cannot be
-        told: every FastAGI call resynchronises."""
+        there should be is unknown, so a cut among them is caught later, when a reply
+        turns out to be a leftover environment line (_execute)."""
         agi = _AGI(rfile, wfile, watch_sighup=False)
         count = 1
         args = []
@@ -150,9 +148,13 @@ class Channel:
             args.append(agi.env["agi_arg_%d" % count])
             count += 1
         channel = cls(agi, args)
-        if agi.env_damaged or not STANDARD_ENV <= agi.env.keys():
-            channel._resync()
+        channel._catch_up(STANDARD_ENV)
         return channel
+
+    def _catch_up(self, expected_keys):
+        """Resynchronise at once when the environment was visibly cut short."""
+        if self._agi.env_damaged or not expected_keys <= self.env.keys():
+            self._resync()
 
     def _resync(self):
         """Skip what is left of a cut environment: ask Asterisk to echo a random token
@@ -194,9 +196,6 @@ class Channel:
         except (AGIError, ValueError, OSError):
             # 511 (dead channel), an empty reply (EOF), a HANGUP line, a broken pipe
             raise Hangup() from None
-
-    def argument(self, index: int, default: str = "") -> str:
-        return self.args[index] if len(self.args) > index else default
 
     @property
     def caller_id(self) -> str:

@@ -19,7 +19,7 @@ from .db import Database, DatabaseError, schema_script
 from .demo import run_demo
 from .numbers import number_key
 
-PRIORITY = click.IntRange(-1000000, 1000000)  # QUEUE_PRIO values an admin may give
+PRIORITY = click.IntRange(*config_module.PRIORITY_LIMITS)  # QUEUE_PRIO values an admin may give
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
 
 
@@ -51,6 +51,13 @@ class _Context:
             raise Failure("%s is not a usable external number (see the number rules in README)"
                           % json.dumps(number[:80]))
         return key
+
+    @staticmethod
+    def queue(queue):
+        """A --queue value: None (every scope), '' (the global scope) or a usable name."""
+        if queue and not valid_queue(queue):
+            raise Failure("%s is not a usable queue name" % json.dumps(queue[:80]))
+        return queue
 
 
 pass_context = click.make_pass_decorator(_Context)
@@ -95,8 +102,7 @@ def install_schema(context, addressbook, print_sql, user):
 def lookup(context, number, queue, as_json):
     """What a call from NUMBER gets: VIP priority and live bindings."""
     config = context.config
-    if queue is not None and queue != "" and not valid_queue(queue):
-        raise Failure("%s is not a usable queue name" % json.dumps(queue[:80]))
+    queue = context.queue(queue)
     key = number_key(number, config.numbers)
     found = context.database.vip_lookup(key, config.vip) if key else None
     bindings = context.database.bindings(key=key, queue=queue) if key else []
@@ -246,8 +252,7 @@ def bindings_set(context, number, agent, queue):
     key = context.key(number)
     if not valid_agent(agent):
         raise Failure("%s is not one dialable interface Tech/resource" % json.dumps(agent[:80]))
-    if queue and not valid_queue(queue):
-        raise Failure("%s is not a usable queue name" % json.dumps(queue[:80]))
+    queue = context.queue(queue)
     ttl = context.config.sticky.for_queue(queue).ttl
     context.database.remember(key, queue, agent, ttl)
     click.echo("%s bound to %s in %s for %d s" % (key, agent, _scope(queue), ttl))

@@ -23,6 +23,11 @@ MYSQL_URL = re.compile(r"^mysql://(?:(?P<user>[^:@/?#]*)(?::(?P<password>[^@/?#]
                        r"(?P<host>\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\]]*)(?::(?P<port>[^/?#]*))?"
                        r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$")
 
+# Bounds of the numeric settings (also what the CLI accepts for a priority).
+PRIORITY_LIMITS = (-1000000, 1000000)
+TTL_LIMITS = (1, 10 * 365 * 86400)
+DIAL_TIMEOUT_LIMITS = (1, 600)
+
 # The settings are namedtuples: immutable, and about 30 times cheaper to define than
 # frozen dataclasses, which matters on a path that runs once per call.
 
@@ -117,35 +122,28 @@ def read_ini(text: str, path: str) -> dict:
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
-        where = _Where(path, number)
         if line[0] == "[":
             if not line.endswith("]") or not line[1:-1].strip():
-                raise ConfigError("%s: a section header is [name]" % where)
+                raise _ini_error(path, number, "a section header is [name]")
             name = line[1:-1].strip()
             if name in sections:
-                raise ConfigError("%s: section [%s] appears twice" % (where, printable(name)))
+                raise _ini_error(path, number, "section [%s] appears twice" % printable(name))
             current = sections[name] = {}
             continue
         key, sep, value = line.partition("=")
         key = key.strip().lower()
         if not sep or not key:
-            raise ConfigError("%s: expected key = value" % where)
+            raise _ini_error(path, number, "expected key = value")
         if current is None:
-            raise ConfigError("%s: %s is outside any [section]" % (where, printable(key)))
+            raise _ini_error(path, number, "%s is outside any [section]" % printable(key))
         if key in current:
-            raise ConfigError("%s: %s appears twice in its section" % (where, printable(key)))
+            raise _ini_error(path, number, "%s appears twice in its section" % printable(key))
         current[key] = re.split(r"\s[;#]", value, maxsplit=1)[0].strip()
     return sections
 
 
-class _Where:
-    """'config file PATH line N', built only when an error needs it."""
-
-    def __init__(self, path, number):
-        self.path, self.number = path, number
-
-    def __str__(self):
-        return "config file %s line %d" % (printable(self.path, 200), self.number)
+def _ini_error(path, number, problem) -> ConfigError:
+    return ConfigError("config file %s line %d: %s" % (printable(path, 200), number, problem))
 
 
 def from_sections(sections: dict, path=None) -> Config:
@@ -180,14 +178,14 @@ def from_sections(sections: dict, path=None) -> Config:
         raise ConfigError("[vip] addressbook_table_prefix may hold only letters, digits and _")
     vip = VipSettings(
         source=source,
-        priority=reader.number("vip", "priority", 10, int, low=-1000000, high=1000000),
-        normal_priority=reader.number("vip", "normal_priority", 5, int, low=-1000000, high=1000000),
+        priority=reader.number("vip", "priority", 10, int, *PRIORITY_LIMITS),
+        normal_priority=reader.number("vip", "normal_priority", 5, int, *PRIORITY_LIMITS),
         groups=tuple(_group(item) for item in reader.items("vip", "groups", "")),
         addressbook_domain_id=reader.number("vip", "addressbook_domain_id", None, int, low=0, high=2**31) if domain else None,
         addressbook_table_prefix=prefix,
     )
-    ttl = reader.number("sticky", "ttl", 86400, int, low=1, high=10 * 365 * 86400)
-    dial_timeout = reader.number("sticky", "dial_timeout", 20, int, low=1, high=600)
+    ttl = reader.number("sticky", "ttl", 86400, int, *TTL_LIMITS)
+    dial_timeout = reader.number("sticky", "dial_timeout", 20, int, *DIAL_TIMEOUT_LIMITS)
     queues = []
     for section in sections:
         if section.startswith("queue "):
@@ -195,8 +193,8 @@ def from_sections(sections: dict, path=None) -> Config:
             if not QUEUE_NAME.match(name):
                 raise ConfigError("[%s]: not a usable queue name" % section)
             queues.append((name, QueueSettings(
-                ttl=reader.number(section, "ttl", ttl, int, low=1, high=10 * 365 * 86400),
-                dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, low=1, high=600),
+                ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
+                dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, *DIAL_TIMEOUT_LIMITS),
             )))
     technology = reader.text("sticky", "legacy_technology", "SIP")
     if not re.match(r"^[A-Za-z0-9_]+$", technology):

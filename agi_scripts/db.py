@@ -35,7 +35,6 @@ class Database:
         # A call must not wait longer than connect_timeout on any read; the CLI may.
         self.query_timeout = query_timeout or settings.connect_timeout
         self._connection = None
-        self._module = None
         self.created_folder = False  # install-schema made the SQLite file's folder
 
     # -- connection -------------------------------------------------------------
@@ -45,7 +44,6 @@ class Database:
         settings = self.settings
         if self.dialect == "sqlite":
             import sqlite3
-            self._module = sqlite3
             mode = "rwc" if create else "rw"
             folder = os.path.dirname(settings.path) or "."
             if create and not os.path.isdir(folder):
@@ -62,7 +60,6 @@ class Database:
             self._connection = connection
             return connection
         import pymysql
-        self._module = pymysql
         options = dict(
             user=settings.user, password=settings.password or "", database=settings.database,
             connect_timeout=settings.connect_timeout, read_timeout=settings.connect_timeout,
@@ -160,7 +157,7 @@ class Database:
     def vip_lookup(self, key: str, vip: VipSettings) -> tuple[int, str, str] | None:
         """(priority, label, source) of the best VIP entry for a number key, or None.
         One statement, one round trip, an index lookup whatever the table sizes."""
-        sql, params = _vip_query(self.dialect, vip)
+        sql, params = _vip_query(vip)
         row = self._run(sql, tuple(p if p is not _KEY else key for p in params), fetch="one")
         if row is None:
             return None
@@ -241,7 +238,7 @@ class Database:
                          % (self._now(), BINDINGS, " AND ".join(where)), tuple(params), fetch="all")
         return [(row[0], row[1], row[2], int(row[3])) for row in rows]
 
-    def purge(self, batch: int = PURGE_BATCH, pause: float = 0.0) -> int:
+    def purge(self, batch: int = PURGE_BATCH) -> int:
         """Delete expired bindings in small batches: each is its own short statement, so
         a call's lookup or upsert never waits long behind it. Re-checking expires_at in
         the DELETE itself means a binding refreshed meanwhile is never removed."""
@@ -257,8 +254,6 @@ class Database:
             total += removed
             if removed < batch:
                 return total
-            if pause:
-                time.sleep(pause)
 
     # -- schema -----------------------------------------------------------------
     def schema_version(self) -> int | None:
@@ -378,12 +373,18 @@ _LABEL = ("LEFT(COALESCE(NULLIF(TRIM(CONCAT_WS(' ', %(r)s.firstname, %(r)s.lastn
 _KEY = object()  # placeholder for the number key in a prepared parameter list
 
 
+def addressbook_triggers(vip: VipSettings) -> dict[str, str]:
+    """The names of the three triggers on PHP Address Book's table, by event."""
+    table = _addressbook_tables(vip)["addressbook"]
+    return {event: "vipsticky_%s_%s" % (table, event.lower()) for event in ("INSERT", "UPDATE", "DELETE")}
+
+
 def _addressbook_tables(vip: VipSettings) -> dict[str, str]:
     prefix = vip.addressbook_table_prefix
     return {name: prefix + name for name in ("addressbook", "group_list", "address_in_groups")}
 
 
-def _vip_query(dialect: str, vip: VipSettings):
+def _vip_query(vip: VipSettings):
     parts, params = [], []
     if vip.source in ("table", "both"):
         parts.append("SELECT priority, label, 'table' AS source FROM vip_numbers WHERE number_key = %s")
@@ -558,7 +559,7 @@ def addressbook_statements(plan: NumberPlan, vip: VipSettings) -> list[str]:
          % (live["OLD"], call(-1, "OLD"), live["NEW"], call(1, "NEW"))),
         ("DELETE", "IF %s THEN %s; END IF" % (live["OLD"], call(-1, "OLD"))),
     ):
-        trigger = "vipsticky_%s_%s" % (ab, event.lower())
+        trigger = addressbook_triggers(vip)[event]
         statements.append("DROP TRIGGER IF EXISTS %s" % trigger)
         statements.append("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW %s" % (trigger, event, ab, body))
     # The group join looks entries up by id: give it an index if PHP Address Book has none.

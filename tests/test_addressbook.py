@@ -477,7 +477,7 @@ def populate(php, entries=2000, seed=7):
 
 
 def explain(php, config, key):
-    sql, params = _vip_query("mysql", config.vip)
+    sql, params = _vip_query(config.vip)
     with php.connection.cursor(pymysql.cursors.DictCursor) as cursor:
         cursor.execute("EXPLAIN " + sql, tuple(key if p is _KEY else p for p in params))
         return cursor.fetchall()
