@@ -12,12 +12,15 @@ import click
 
 from . import config as config_module
 from . import fastagi
-from .admin import Doctor, InstallError, hand_sqlite_to, link_agi_scripts
-from .channel import valid_agent, valid_queue
+from .addressbook import sync as sync_addressbook
 from .config import ConfigError
-from .db import Database, DatabaseError, schema_script
+from .database import Database, DatabaseError
 from .demo import run_demo
-from .numbers import number_key
+from .doctor import Doctor
+from .install import InstallError, hand_sqlite_to, link_agi_scripts
+from .number_keys import number_key
+from .rules import label_problem, valid_agent, valid_queue
+from .schema import install_schema, schema_script
 
 PRIORITY = click.IntRange(*config_module.PRIORITY_LIMITS)  # QUEUE_PRIO values an admin may give
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
@@ -78,7 +81,7 @@ def cli(ctx, config_path):
 @click.option("--user", default="asterisk", show_default=True,
               help="Run as root, a new SQLite file is handed to this user (the one Asterisk runs as).")
 @pass_context
-def install_schema(context, addressbook, print_sql, user):
+def install_schema_command(context, addressbook, print_sql, user):
     """Create or upgrade the tables (safe to rerun)."""
     config = context.config
     if addressbook and config.database.dialect != "mysql":
@@ -87,7 +90,7 @@ def install_schema(context, addressbook, print_sql, user):
         click.echo(schema_script(config.database.dialect, config, addressbook=addressbook), nl=False)
         return
     database = context.database
-    for line in database.install_schema(config, addressbook=addressbook):
+    for line in install_schema(database, config, addressbook=addressbook):
         click.echo(line)
     if config.database.dialect == "sqlite":
         for line in hand_sqlite_to(config.database.path, user, database.created_folder):
@@ -210,7 +213,7 @@ def vip_sync(context):
     triggers off, or a changed [numbers] plan: rerun install-schema --addressbook)."""
     if context.config.database.dialect != "mysql":
         raise Failure("vip sync needs the PHP Address Book on MySQL/MariaDB; the database url is SQLite")
-    click.echo("%d address-book number keys indexed" % context.database.vip_sync(context.config.vip))
+    click.echo("%d address-book number keys indexed" % sync_addressbook(context.database, context.config.vip))
 
 
 @cli.command()
@@ -317,10 +320,9 @@ def _scope(queue):
 
 
 def _label(label):
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
-        raise Failure("a label must not contain control characters")
-    if len(label) > 255:
-        raise Failure("a label has at most 255 characters")
+    problem = label_problem(label)
+    if problem:
+        raise Failure(problem)
     return label
 
 

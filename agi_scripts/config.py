@@ -9,13 +9,13 @@ import os
 import re
 from collections import namedtuple
 
+from .rules import QUEUE_NAME, printable
+
 DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
 DEFAULT_DATABASE_URL = "sqlite:////var/lib/asterisk/vipsticky.sqlite3"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 VIP_SOURCES = ("table", "addressbook", "both")
-# Queue names come from queues.conf sections; anything that could break an AGI
-# argument, a log line or a dialplan expression is refused.
-QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
+CONNECT_TIMEOUT = 2.0  # seconds
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
 # mysql://[user[:password]@]host[:port]/database[?unix_socket=/path]; a password holding
 # @ / ? # or % is written %-encoded.
@@ -38,7 +38,7 @@ class ConfigError(Exception):
 
 class DatabaseSettings(namedtuple("DatabaseSettings", (
         "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path"),
-        defaults=(2.0, False, None, None, 3306, None, None, None, None, None))):
+        defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None))):
     """dialect is mysql or sqlite; url may hold a password: print safe_url, never url."""
     __slots__ = ()
 
@@ -66,7 +66,7 @@ VipSettings = namedtuple("VipSettings", (
     "source priority normal_priority groups addressbook_domain_id addressbook_table_prefix"),
     defaults=("table", 10, 5, (), None, ""))
 
-QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout", defaults=(86400, 20))
+QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout")
 
 
 class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_technology unbind_sound queues",
@@ -83,13 +83,6 @@ class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_techn
 
 Config = namedtuple("Config", "database numbers vip sticky syslog_facility path",
                     defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None))
-
-
-def printable(text, limit=80) -> str:
-    """A value fit for a one-line message: control characters escaped, length bounded."""
-    text = str(text)
-    shown = text[:limit].encode("unicode_escape", "backslashreplace").decode("ascii")
-    return shown + ("..." if len(text) > limit else "")
 
 
 def config_path() -> str:
@@ -146,27 +139,31 @@ def _ini_error(path, number, problem) -> ConfigError:
     return ConfigError("config file %s line %d: %s" % (printable(path, 200), number, problem))
 
 
+# The defaults, written once: the settings' own.
+NUMBERS, VIP, STICKY, CONFIG = NumberPlan(), VipSettings(), StickySettings(), Config(database=None)
+
+
 def from_sections(sections: dict, path=None) -> Config:
     reader = _Reader(sections)
     database = parse_database_url(
         reader.text("database", "url", DEFAULT_DATABASE_URL),
-        connect_timeout=reader.number("database", "connect_timeout", 2.0, float, low=0.1, high=60),
+        connect_timeout=reader.number("database", "connect_timeout", CONNECT_TIMEOUT, float, low=0.1, high=60),
         ssl=reader.text("database", "ssl", "auto"),
         ssl_ca=reader.text("database", "ssl_ca", "") or None,
     )
     numbers = NumberPlan(
-        country_code=reader.digits("numbers", "country_code", "7", min_length=1),
-        trunk_prefix=reader.digits("numbers", "trunk_prefix", "8", min_length=0),
+        country_code=reader.digits("numbers", "country_code", NUMBERS.country_code, min_length=1),
+        trunk_prefix=reader.digits("numbers", "trunk_prefix", NUMBERS.trunk_prefix, min_length=0),
         international_prefixes=tuple(
             reader.digits("numbers", "international_prefixes", item, min_length=1, value=item)
-            for item in reader.items("numbers", "international_prefixes", "810, 00")
+            for item in reader.items("numbers", "international_prefixes", ", ".join(NUMBERS.international_prefixes))
         ),
-        national_length=reader.number("numbers", "national_length", 10, int, low=4, high=14),
-        area_code=reader.digits("numbers", "area_code", "3843", min_length=0),
+        national_length=reader.number("numbers", "national_length", NUMBERS.national_length, int, low=4, high=14),
+        area_code=reader.digits("numbers", "area_code", NUMBERS.area_code, min_length=0),
     )
     if len(numbers.area_code) > numbers.national_length:
         raise ConfigError("[numbers] area_code is longer than national_length")
-    source = reader.text("vip", "source", "table")
+    source = reader.text("vip", "source", VIP.source)
     if source not in VIP_SOURCES:
         raise ConfigError("[vip] source must be one of %s, not %r" % (", ".join(VIP_SOURCES), source))
     if source != "table" and database.dialect != "mysql":
@@ -178,14 +175,14 @@ def from_sections(sections: dict, path=None) -> Config:
         raise ConfigError("[vip] addressbook_table_prefix may hold only letters, digits and _")
     vip = VipSettings(
         source=source,
-        priority=reader.number("vip", "priority", 10, int, *PRIORITY_LIMITS),
-        normal_priority=reader.number("vip", "normal_priority", 5, int, *PRIORITY_LIMITS),
+        priority=reader.number("vip", "priority", VIP.priority, int, *PRIORITY_LIMITS),
+        normal_priority=reader.number("vip", "normal_priority", VIP.normal_priority, int, *PRIORITY_LIMITS),
         groups=tuple(_group(item) for item in reader.items("vip", "groups", "")),
         addressbook_domain_id=reader.number("vip", "addressbook_domain_id", None, int, low=0, high=2**31) if domain else None,
         addressbook_table_prefix=prefix,
     )
-    ttl = reader.number("sticky", "ttl", 86400, int, *TTL_LIMITS)
-    dial_timeout = reader.number("sticky", "dial_timeout", 20, int, *DIAL_TIMEOUT_LIMITS)
+    ttl = reader.number("sticky", "ttl", STICKY.ttl, int, *TTL_LIMITS)
+    dial_timeout = reader.number("sticky", "dial_timeout", STICKY.dial_timeout, int, *DIAL_TIMEOUT_LIMITS)
     queues = []
     for section in sections:
         if section.startswith("queue "):
@@ -196,22 +193,22 @@ def from_sections(sections: dict, path=None) -> Config:
                 ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
                 dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, *DIAL_TIMEOUT_LIMITS),
             )))
-    technology = reader.text("sticky", "legacy_technology", "SIP")
+    technology = reader.text("sticky", "legacy_technology", STICKY.legacy_technology)
     if not re.match(r"^[A-Za-z0-9_]+$", technology):
         raise ConfigError("[sticky] legacy_technology must be a channel technology such as SIP or PJSIP")
-    sound = reader.text("sticky", "unbind_sound", "beep")
+    sound = reader.text("sticky", "unbind_sound", STICKY.unbind_sound)
     if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
         raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
     sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
                             unbind_sound=sound, queues=tuple(queues))
-    facility = reader.text("log", "syslog_facility", "daemon")
+    facility = reader.text("log", "syslog_facility", CONFIG.syslog_facility)
     if not re.match(r"^(daemon|user|local[0-7])$", facility):
         raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
     return Config(database=database, numbers=numbers, vip=vip, sticky=sticky,
                   syslog_facility=facility, path=path)
 
 
-def parse_database_url(url: str, connect_timeout: float = 2.0, ssl: str = "auto",
+def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: str = "auto",
                        ssl_ca=None) -> DatabaseSettings:
     """mysql://user:pass@host:port/db[?unix_socket=/path] or sqlite:///path."""
     if ssl not in ("auto", "on", "off"):

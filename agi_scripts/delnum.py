@@ -6,21 +6,15 @@ the unbind; it never hangs up. Sets DELNUM_STATUS = deleted|none|no-number|error
 """
 import sys
 
-from .channel import run, valid_queue
-from .numbers import number_key
-from .sticky_route import BadArgument
+from .call import Script, number_and_queue
 
 
 def handle(channel, args, config, database):
-    raw = args[0] if args else channel.caller_id
-    queue = args[1] if len(args) > 1 and args[1] else None
-    if queue is not None and not valid_queue(queue):
-        raise BadArgument("not a usable queue name")
-    key = number_key(raw, config.numbers)
+    key, queue = number_and_queue(channel, args, config)
     if key is None:
         channel.set("DELNUM_STATUS", "no-number")
         return
-    removed = database.forget(key, queue)
+    removed = database.forget(key, queue or None)  # no queue: every scope
     channel.set("DELNUM_STATUS", "deleted" if removed else "none")
     if config.sticky.unbind_sound:
         channel.play(config.sticky.unbind_sound)
@@ -30,9 +24,8 @@ def fail_open(channel, config):
     channel.set("DELNUM_STATUS", "error")
 
 
-def main():
-    return run("delnum", handle, fail_open)
-
+SCRIPT = Script("delnum", handle, fail_open)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """`vipsticky demo`: a few calls replayed through the real AGI scripts.
 
-Each script runs as a subprocess spoken to over AGI by the peer (what Asterisk
+Each script runs as a subprocess spoken to over AGI by the Asterisk stand-in (what Asterisk
 does), on a throwaway SQLite database; what Asterisk would do next is printed.
 """
 import os
@@ -8,9 +8,10 @@ import shutil
 import tempfile
 import time
 
+from .asterisk_standin import Asterisk, Peer
 from .config import load
-from .db import Database
-from .peer import Asterisk, Peer
+from .database import Database
+from .schema import install_schema
 
 DEMO_TTL = 3  # seconds: short, so the demo can show a binding expiring
 CONFIG = """\
@@ -57,7 +58,7 @@ def _replay(echo, config, database, process_env):
         return call.variables
 
     echo("vipsticky demo: throwaway SQLite database, every AGI script run as Asterisk runs it")
-    for line in database.install_schema(config):
+    for line in install_schema(database, config):
         echo("  install-schema: " + line)
     database.vip_add("79130751580", 10, "Taxi Plus corporate account")
     echo("  vip add +7 913 075-15-80 --priority 10 --label 'Taxi Plus corporate account'")

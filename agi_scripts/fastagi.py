@@ -1,9 +1,9 @@
-"""FastAGI: `vipsticky serve` answers AGI(agi://127.0.0.1/vip_or_not) and friends.
+"""The FastAGI server: `vipsticky serve` answers AGI(agi://127.0.0.1/vip_or_not) and friends.
 
 The very same handlers as the per-call scripts, one thread per connection, a
 small pool of database connections kept open between calls. pyst2's own
 fastagi.py is Python 2 only, and its AGI() constructor installs a SIGHUP handler
-(ValueError outside the main thread): channel.Channel.from_stream builds the
+(ValueError outside the main thread): agi.Channel.from_stream builds the
 channel without it, and a hangup arrives as a HANGUP line instead.
 """
 import queue
@@ -13,11 +13,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from . import delnum, sticky_route, vip_or_not
-from .channel import Channel, Hangup, answer, printable
-from .db import Database
-
-SCRIPTS = {"vip_or_not": vip_or_not, "sticky_route": sticky_route, "delnum": delnum}
+from .agi import Channel, Hangup
+from .call import answer
+from .database import Database
+from .rules import printable
+from .scripts import NAMES, by_name
 IDLE_TIMEOUT = 60  # seconds without a line from Asterisk before a connection is dropped
 
 
@@ -71,12 +71,12 @@ def answer_connection(rfile, wfile, config, pool, log) -> str:
     except Hangup:
         return "hangup"
     name = script_name(channel.env)
-    module = SCRIPTS.get(name)
-    if module is None:
-        log("unknown script %s requested: use vip_or_not, sticky_route or delnum" % printable(name))
+    script = by_name(name)
+    if script is None:
+        log("unknown script %s requested: use %s" % (printable(name), ", ".join(NAMES)))
         return "unknown"
     with pool.database() as database:
-        return answer(channel, name, module.handle, module.fail_open, config, database, log=log)
+        return answer(channel, script, config, database, log=log)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):

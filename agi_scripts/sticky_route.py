@@ -8,15 +8,11 @@ NUMBER defaults to the caller ID, QUEUE to the global scope, AGENT to ${MEMBERIN
 """
 import sys
 
-from .channel import run, valid_agent, valid_queue
-from .numbers import number_key
+from .call import BadArgument, Script, number_and_queue
+from .rules import valid_agent
 
 # DEVICE_STATE values that mean "ringing this agent now would only make the caller wait".
 BUSY_STATES = frozenset(("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "INVALID"))
-
-
-class BadArgument(Exception):
-    """An AGI argument the dialplan got wrong (not the caller's number)."""
 
 
 def handle(channel, args, config, database):
@@ -30,7 +26,7 @@ def handle(channel, args, config, database):
 
 
 def lookup(channel, args, config, database):
-    key, queue = _key_and_queue(channel, args, config)
+    key, queue = number_and_queue(channel, args, config)
     channel.set("STICKY_DIAL_TIMEOUT", config.sticky.for_queue(queue).dial_timeout)
     agent, status = "", "no-number"
     if key is not None:
@@ -64,7 +60,7 @@ def available(channel, agent, queue):
 
 
 def remember(channel, args, config, database):
-    key, queue = _key_and_queue(channel, args, config)
+    key, queue = number_and_queue(channel, args, config)
     if key is None:
         channel.set("STICKY_STATUS", "no-number")
         return
@@ -76,22 +72,13 @@ def remember(channel, args, config, database):
     channel.set("STICKY_STATUS", "stored")
 
 
-def _key_and_queue(channel, args, config):
-    raw = args[0] if args else channel.caller_id
-    queue = args[1] if len(args) > 1 else ""
-    if queue and not valid_queue(queue):
-        raise BadArgument("not a usable queue name")
-    return number_key(raw, config.numbers), queue
-
-
 def fail_open(channel, config):
     channel.set("STICKY_AGENT", "")
     channel.set("STICKY_STATUS", "error")
 
 
-def main():
-    return run("sticky_route", handle, fail_open)
-
+SCRIPT = Script("sticky_route", handle, fail_open)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

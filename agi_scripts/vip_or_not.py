@@ -5,13 +5,11 @@ starts and answers higher priorities first.
 """
 import sys
 
-from .channel import run
-from .numbers import number_key
+from .call import Script, number_and_queue
 
 
 def handle(channel, args, config, database):
-    raw = args[0] if args else channel.caller_id
-    key = number_key(raw, config.numbers)
+    key, _queue = number_and_queue(channel, args[:1], config)
     found = database.vip_lookup(key, config.vip) if key else None
     if found is None:
         set_result(channel, config.vip.normal_priority, False, "")
@@ -30,9 +28,8 @@ def set_result(channel, priority, vip, label):
     channel.set("VIP_LABEL", label)
 
 
-def main():
-    return run("vip_or_not", handle, fail_open)
-
+SCRIPT = Script("vip_or_not", handle, fail_open)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     sys.exit(main())

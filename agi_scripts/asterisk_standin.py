@@ -1,4 +1,4 @@
-"""An Asterisk stand-in that speaks AGI to a script, for the demo and the tests.
+"""The Asterisk stand-in: speaks AGI to a script as res_agi does, for the demo and the tests.
 
 It does what res_agi does: writes the agi_* environment and an empty line, reads
 one command per line, parses it as Asterisk does (white space, double quotes,
@@ -6,6 +6,8 @@ backslash escapes) and answers "200 result=...". It can hang up at any step the
 three ways a channel goes away: SIGHUP (per-call scripts), a HANGUP line
 (FastAGI) or a closed stdin. It records every command and what was set.
 """
+from __future__ import annotations
+
 import os
 import shutil
 import signal
@@ -15,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple
 
 HANGUP_WAYS = ("sighup", "line", "eof")
 KNOWN_COMMANDS = {  # command words -> (fewest, most) arguments after them
@@ -34,10 +35,10 @@ DEAD_CHANNEL = "511 Command Not Permitted on a dead channel or intercept routine
 class Asterisk:
     """What the simulated Asterisk knows: channel variables, device states, queue
     members (interface -> paused) and which sound files exist."""
-    variables: Dict[str, str] = field(default_factory=dict)
-    devices: Dict[str, str] = field(default_factory=dict)
-    queues: Dict[str, Dict[str, bool]] = field(default_factory=dict)
-    sounds: Set[str] = field(default_factory=lambda: {"beep"})
+    variables: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, str] = field(default_factory=dict)
+    queues: dict[str, dict[str, bool]] = field(default_factory=dict)
+    sounds: set[str] = field(default_factory=lambda: {"beep"})
 
     def evaluate(self, expression: str) -> str:
         """${NAME} and the few dialplan functions the scripts use."""
@@ -60,20 +61,20 @@ class Asterisk:
 class Call:
     """What one AGI session did."""
     script: str
-    args: List[str]
-    commands: List[str] = field(default_factory=list)
-    malformed: List[str] = field(default_factory=list)
-    variables: Dict[str, str] = field(default_factory=dict)
-    verbose: List[str] = field(default_factory=list)
-    played: List[str] = field(default_factory=list)
-    exit_code: Optional[int] = None
+    args: list[str]
+    commands: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    verbose: list[str] = field(default_factory=list)
+    played: list[str] = field(default_factory=list)
+    exit_code: int | None = None
     stderr: str = ""
     elapsed: float = 0.0
     hung_up: bool = False
     timed_out: bool = False
 
 
-def parse_command(line: str) -> Tuple[List[str], bool]:
+def parse_command(line: str) -> tuple[list[str], bool]:
     """Split an AGI command line as res_agi's parse_args does; ok is False for an
     unterminated quote or a trailing backslash."""
     words, current, quoted, escaped, in_word = [], [], False, False, False
@@ -98,7 +99,7 @@ def parse_command(line: str) -> Tuple[List[str], bool]:
 
 
 class Peer:
-    def __init__(self, asterisk: Optional[Asterisk] = None, hangup: Optional[Tuple[int, str]] = None):
+    def __init__(self, asterisk: Asterisk | None = None, hangup: tuple[int, str] | None = None):
         """hangup=(step, way): when command number `step` (0 = the first) arrives,
         hang up by `way` instead of answering it; step -1 hangs up during the
         environment, before the script's first command."""
@@ -109,8 +110,8 @@ class Peer:
 
     # -- what Asterisk sends -------------------------------------------------------
     @staticmethod
-    def environment(script: str, args: List[str], callerid: str, network: bool = False,
-                    extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+    def environment(script: str, args: list[str], callerid: str, network: bool = False,
+                    extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
         # res_agi sends a FastAGI server agi_network and agi_network_script first.
         env = [("agi_network", "yes"), ("agi_network_script", script)] if network else []
         env += [
@@ -209,8 +210,8 @@ class Peer:
             writer.close()
 
     # -- ways to run a script ----------------------------------------------------------
-    def run_script(self, script: str, args: List[str], callerid: str = "", timeout: float = 30.0,
-                   process_env: Optional[Dict[str, str]] = None, command: Optional[List[str]] = None) -> Call:
+    def run_script(self, script: str, args: list[str], callerid: str = "", timeout: float = 30.0,
+                   process_env: dict[str, str] | None = None, command: list[str] | None = None) -> Call:
         """Spawn the per-call script as Asterisk does (arguments in argv and env)."""
         call = Call(script=script, args=list(args))
         argv = (command or script_command(script)) + [arg.replace("\x00", "") for arg in args]
@@ -242,7 +243,7 @@ class Peer:
         call.elapsed = time.monotonic() - started
         return call
 
-    def call_handler(self, script: str, answer_call, args: List[str], callerid: str = "") -> Call:
+    def call_handler(self, script: str, answer_call, args: list[str], callerid: str = "") -> Call:
         """Drive an in-process handler over a socket pair, as a FastAGI connection:
         answer_call(rfile, wfile) must build the channel and answer the call."""
         call = Call(script=script, args=list(args))
@@ -266,7 +267,7 @@ class Peer:
         call.elapsed = time.monotonic() - started
         return call
 
-    def call_fastagi(self, address: Tuple[str, int], script: str, args: List[str], callerid: str = "",
+    def call_fastagi(self, address: tuple[str, int], script: str, args: list[str], callerid: str = "",
                      timeout: float = 30.0) -> Call:
         """Connect to a FastAGI server as Asterisk's AGI(agi://host:port/script) does."""
         call = Call(script=script, args=list(args))
@@ -302,7 +303,7 @@ def _serve_socket(answer_call, connection):
         connection.close()
 
 
-def script_command(script: str) -> List[str]:
+def script_command(script: str) -> list[str]:
     """How Asterisk would start the script: the installed console script, found
     beside this interpreter (the venv's bin) or on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), script)

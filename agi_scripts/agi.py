@@ -1,13 +1,9 @@
-"""The only user of pyst2: one Asterisk channel, seen through AGI.
+"""The AGI wire protocol: one Asterisk channel seen through pyst2, the only user of pyst2.
 
 It quotes every value it sends (a label typed into a web form must not become a
-second AGI command), turns every way a channel can go away (SIGHUP, a HANGUP
-line, EOF, 511, a broken pipe) into one Hangup exception, and runs a handler so
-that any failure ends in the handler's fail-open values, one VERBOSE line, one
-syslog line and exit status 0: the call goes on to the queue whatever happens.
+second AGI command), and turns every way a channel can go away (SIGHUP, a HANGUP
+line, EOF, 511, a broken pipe) into one Hangup exception.
 """
-from __future__ import annotations
-
 import io
 import os
 import re
@@ -16,12 +12,8 @@ import sys
 
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup, AGIInvalidCommand, AGIResultHangup, AGIUsageError
 
-from .config import QUEUE_NAME, Config, ConfigError, DatabaseSettings, load, printable
-from .db import Database, DatabaseError
+from .rules import printable
 
-# Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
-# no white space, no dialplan expression characters.
-AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
 # What res_agi sends every script before the arguments (Asterisk 18 to 22).
 STANDARD_ENV = frozenset((
     "agi_request", "agi_channel", "agi_language", "agi_type", "agi_uniqueid", "agi_version", "agi_callerid",
@@ -29,7 +21,6 @@ STANDARD_ENV = frozenset((
     "agi_rdnis", "agi_context", "agi_extension", "agi_priority", "agi_enhanced", "agi_accountcode",
     "agi_threadid"))
 MAX_VALUE = 500  # well inside Asterisk's AGI line buffer (2048): a longer line would be split
-FALLBACK_CONFIG = Config(database=DatabaseSettings(dialect="sqlite", url="sqlite:///dev/null", path="/dev/null"))
 
 
 class Hangup(Exception):
@@ -38,20 +29,6 @@ class Hangup(Exception):
 
 class CommandFailed(Exception):
     """Asterisk answered a command with a failure (result=-1, 510, 520)."""
-
-
-class CallDeadline(BaseException):
-    """The call's time budget ran out (a database that accepts and never answers).
-    A BaseException, like KeyboardInterrupt: no library's `except Exception` may
-    swallow it or dress it up as another error."""
-
-
-def valid_agent(agent) -> bool:
-    return isinstance(agent, str) and bool(AGENT.match(agent))
-
-
-def valid_queue(queue) -> bool:
-    return isinstance(queue, str) and bool(QUEUE_NAME.match(queue))
 
 
 def quote(value) -> str:
@@ -225,109 +202,3 @@ class Channel:
         except CommandFailed:
             return False
         return code != "-1"
-
-
-def answer(channel: Channel, name: str, handle, fail_open, config: Config, database, deadline=None,
-           log=None) -> str:
-    """Run one call's handler; on any failure set its fail-open values and log once
-    (syslog unless `log` is given). Returns 'ok', 'hangup' or 'failed'."""
-    try:
-        with _Deadline(deadline):
-            handle(channel, channel.args, config, database)
-        return "ok"
-    except Hangup:
-        return "hangup"
-    except (Exception, CallDeadline) as error:
-        fail(channel, name, fail_open, config, error, log)
-        return "failed"
-
-
-def fail(channel: Channel, name: str, fail_open, config: Config, error: BaseException, log=None) -> None:
-    """Log the failure once (syslog unless `log` is given, and one VERBOSE line) and
-    set the handler's fail-open values."""
-    reason = describe(error)
-    if log is None:
-        syslog_failure(name, reason, config.syslog_facility)
-    else:
-        log("%s: %s; failing open" % (name, reason))
-    try:
-        channel.verbose("vipsticky %s: %s; failing open" % (name, reason))
-        fail_open(channel, config)
-    except (Hangup, CommandFailed):
-        pass  # the caller is gone, or Asterisk refused: nothing more to tell
-
-
-def run(name: str, handle, fail_open) -> int:
-    """main() of a per-call script. Always exits 0: a failure is a normal call."""
-    try:
-        channel = Channel.from_stdio(sys.argv[1:])
-    except Hangup:
-        return 0
-    try:
-        config = load()
-    except ConfigError as error:
-        fail(channel, name, fail_open, FALLBACK_CONFIG, error)
-        return 0
-    database = Database(config.database)
-    try:
-        # Bounded time whatever the database does: connect and every read are also
-        # capped by connect_timeout; this is the backstop for everything together.
-        answer(channel, name, handle, fail_open, config, database,
-               deadline=config.database.connect_timeout + 0.8)
-    finally:
-        database.close()
-    return 0
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, (DatabaseError, ConfigError, CommandFailed)):
-        return printable(error, 300)
-    if isinstance(error, CallDeadline):
-        return "no answer from the database in time"
-    return "%s: %s" % (type(error).__name__, printable(error, 200))
-
-
-def syslog_failure(name: str, reason: str, facility: str) -> None:
-    import syslog
-    syslog.openlog("vipsticky", syslog.LOG_PID, getattr(syslog, "LOG_" + facility.upper(), syslog.LOG_DAEMON))
-    syslog.syslog(syslog.LOG_WARNING, "%s: %s; failing open" % (name, reason))
-
-
-class _Deadline:
-    """SIGALRM-based time limit; a no-op when not asked for or outside the main thread
-    (signal.signal raises ValueError there: FastAGI relies on socket timeouts).
-
-    An alarm that lands in a finalizer or weakref callback cannot raise there:
-    Python prints it to stderr (Asterisk would log a traceback) and goes on. So the
-    timer repeats every 50 ms until the block is left, and such swallowed alarms
-    are kept off stderr."""
-    REPEAT = 0.05
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-        self._previous_hook = None
-
-    def __enter__(self):
-        if self.seconds:
-            try:
-                signal.signal(signal.SIGALRM, self._expired)
-            except ValueError:
-                self.seconds = None
-                return
-            self._previous_hook = sys.unraisablehook
-            sys.unraisablehook = self._unraisable
-            signal.setitimer(signal.ITIMER_REAL, self.seconds, self.REPEAT)
-
-    def __exit__(self, *exc):
-        if self.seconds:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            sys.unraisablehook = self._previous_hook
-        return False
-
-    def _unraisable(self, info):
-        if not isinstance(info.exc_value, CallDeadline):
-            self._previous_hook(info)
-
-    @staticmethod
-    def _expired(signum, frame):
-        raise CallDeadline()

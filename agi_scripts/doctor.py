@@ -1,91 +1,15 @@
-"""Installation work the CLI does on the Asterisk host (no SQL here: that is db.py)."""
-import grp
+"""`vipsticky doctor`: check what a call needs on this host and say what to fix.
+"""
+from __future__ import annotations
+
 import os
-import pwd
-import sys
-from typing import List, Tuple
 
-AGI_SCRIPTS = ("vip_or_not", "sticky_route", "delnum")
-
-
-class InstallError(Exception):
-    """Something on the host stops an install step; the message says what to fix."""
-
-
-def installed_script(name: str) -> str:
-    """The console script pip made for name, beside this interpreter (the venv's bin)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), name)
-    if not os.access(path, os.X_OK):
-        raise InstallError("%s not found beside %s: install the package with pip first" % (name, sys.executable))
-    return path
-
-
-def link_agi_scripts(agi_dir: str) -> List[str]:
-    """Symlink the three scripts into agi_dir; rerunning fixes stale links and
-    leaves correct ones alone. A regular file of the same name is never replaced."""
-    if not os.path.isdir(agi_dir):
-        raise InstallError("%s is not a directory (is Asterisk installed? use --agi-dir)" % agi_dir)
-    done = []
-    for name in AGI_SCRIPTS:
-        target, link = installed_script(name), os.path.join(agi_dir, name)
-        if os.path.islink(link):
-            if os.readlink(link) == target:
-                done.append("%s already links to %s" % (link, target))
-                continue
-            os.unlink(link)
-        elif os.path.exists(link):
-            raise InstallError("%s exists and is not a link: move it away, then rerun" % link)
-        os.symlink(target, link)
-        done.append("%s -> %s" % (link, target))
-    return done
-
-
-# -- file ownership and the doctor ------------------------------------------------------
-def user_ids(user: str):
-    """(uid, primary gid, set of all gids) of a system user, or None when there is none."""
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    gids = {entry.pw_gid} | {group.gr_gid for group in grp.getgrall() if user in group.gr_mem}
-    return entry.pw_uid, entry.pw_gid, gids
-
-
-def can_access(path: str, user: str, want: int) -> bool:
-    """Whether user may access path with os.R_OK/os.W_OK/os.X_OK bits `want`, by its
-    mode bits (doctor runs as root, so os.access would always say yes)."""
-    ids = user_ids(user)
-    if ids is None:
-        return False
-    uid, _, gids = ids
-    if uid == 0:
-        return True
-    info = os.stat(path)
-    if info.st_uid == uid:
-        shift = 6
-    elif info.st_gid in gids:
-        shift = 3
-    else:
-        shift = 0
-    return ((info.st_mode >> shift) & want) == want
-
-
-def hand_sqlite_to(path: str, user: str, created_folder: bool) -> List[str]:
-    """After install-schema as root: give the SQLite file (and its WAL files, and the
-    folder when we made it) to the user Asterisk runs as, or every call would fail
-    open on a read-only database."""
-    ids = user_ids(user)
-    if os.geteuid() != 0 or ids is None:
-        return []
-    uid, gid, _ = ids
-    done = []
-    targets = [path + suffix for suffix in ("", "-wal", "-shm") if os.path.exists(path + suffix)]
-    if created_folder:
-        targets.append(os.path.dirname(path))
-    for target in targets:
-        os.chown(target, uid, gid)
-        done.append("%s now owned by %s" % (target, user))
-    return done
+from .addressbook import installed_number_plan, plan_signature, trigger_names
+from .config import DEFAULT_PATH, ConfigError, load
+from .database import Database, DatabaseError
+from .install import InstallError, can_access, installed_script, user_ids
+from .schema import SCHEMA_VERSION
+from .scripts import NAMES
 
 
 class Doctor:
@@ -93,7 +17,7 @@ class Doctor:
 
     def __init__(self, config_path: str, user: str, agi_dir: str):
         self.config_path, self.user, self.agi_dir = config_path, user, agi_dir
-        self.findings: List[Tuple[bool, str]] = []
+        self.findings: list[tuple[bool, str]] = []
 
     def ok(self, text):
         self.findings.append((True, text))
@@ -102,7 +26,6 @@ class Doctor:
         self.findings.append((False, text))
 
     def run(self) -> bool:
-        from .config import ConfigError, load
         if user_ids(self.user) is None:
             self.fix("no system user %s: pass --user with the user Asterisk runs as" % self.user)
             return False
@@ -119,7 +42,6 @@ class Doctor:
         return all(good for good, _ in self.findings)
 
     def _check_config_file(self) -> bool:
-        from .config import DEFAULT_PATH
         path = self.config_path
         if not os.path.exists(path):
             if path == DEFAULT_PATH:
@@ -137,7 +59,6 @@ class Doctor:
         return True
 
     def _check_database(self, config):
-        from .db import SCHEMA_VERSION, Database, DatabaseError, addressbook_triggers, plan_signature
         settings = config.database
         if settings.dialect == "sqlite":
             if not self._check_sqlite_files(settings.path):
@@ -151,11 +72,11 @@ class Doctor:
             else:
                 self.ok("database %s reachable, schema version %d" % (settings.safe_url, version))
             if config.vip.source != "table":
-                missing = set(addressbook_triggers(config.vip).values()) - set(database.triggers())
+                missing = set(trigger_names(config.vip).values()) - set(database.triggers())
                 if missing:
                     self.fix("address-book triggers missing (%s): run vipsticky install-schema --addressbook"
                              % ", ".join(sorted(missing)))
-                elif database.installed_number_plan() != plan_signature(config.numbers):
+                elif installed_number_plan(database) != plan_signature(config.numbers):
                     self.fix("the address-book index was built for another [numbers] plan: "
                              "run vipsticky install-schema --addressbook")
                 else:
@@ -185,7 +106,7 @@ class Doctor:
         return True
 
     def _check_agi_links(self):
-        for name in AGI_SCRIPTS:
+        for name in NAMES:
             link = os.path.join(self.agi_dir, name)
             try:
                 target = installed_script(name)

@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. The key is country code + national number, digits only,
 so "+7 913 075-15-80", "8 (913) 075-15-80" and "9130751580" are one caller.
-db.py holds the same rules as an SQL function for the address-book triggers;
+addressbook.py holds the same rules as an SQL function for the address-book triggers;
 tests/test_numbers.py proves the two agree.
 """
 import re

@@ -1,0 +1,152 @@
+"""One call's lifecycle: run a script's handler so that any failure ends in its fail-open values.
+
+A failure gives the handler's fail-open values, one VERBOSE line, one syslog line
+and exit status 0: the call goes on to the queue whatever happens.
+"""
+import signal
+import sys
+from collections import namedtuple
+
+from .agi import Channel, CommandFailed, Hangup
+from .config import Config, ConfigError, DatabaseSettings, load
+from .database import Database, DatabaseError
+from .number_keys import number_key
+from .rules import printable, valid_queue
+
+# What a call runs with when its config cannot be read: the fail-open values need none.
+FALLBACK_CONFIG = Config(database=DatabaseSettings(dialect="sqlite", url="sqlite:///dev/null", path="/dev/null"))
+DEADLINE_MARGIN = 0.8  # seconds beyond connect_timeout for everything a call does together
+
+
+class Script(namedtuple("Script", "name handle fail_open")):
+    """One AGI script: handle(channel, args, config, database) does the work,
+    fail_open(channel, config) sets the values a call gets when it cannot."""
+    __slots__ = ()
+
+    def main(self) -> int:
+        """The console script's entry point (setup.cfg)."""
+        return run(self)
+
+
+class BadArgument(Exception):
+    """An AGI argument the dialplan got wrong (not the caller's number)."""
+
+
+class CallDeadline(BaseException):
+    """The call's time budget ran out (a database that accepts and never answers).
+    A BaseException, like KeyboardInterrupt: no library's `except Exception` may
+    swallow it or dress it up as another error."""
+
+
+def number_and_queue(channel, args, config):
+    """(number key or None, queue) from the arguments NUMBER[,QUEUE]: NUMBER defaults
+    to the caller ID, QUEUE to the global scope ''."""
+    raw = args[0] if args else channel.caller_id
+    queue = args[1] if len(args) > 1 else ""
+    if queue and not valid_queue(queue):
+        raise BadArgument("not a usable queue name")
+    return number_key(raw, config.numbers), queue
+
+
+def answer(channel, script: Script, config: Config, database, deadline=None, log=None) -> str:
+    """Run one call's handler; on any failure set its fail-open values and log once
+    (syslog unless `log` is given). Returns 'ok', 'hangup' or 'failed'."""
+    try:
+        with Deadline(deadline):
+            script.handle(channel, channel.args, config, database)
+        return "ok"
+    except Hangup:
+        return "hangup"
+    except (Exception, CallDeadline) as error:
+        fail(channel, script, config, error, log)
+        return "failed"
+
+
+def fail(channel, script: Script, config: Config, error: BaseException, log=None) -> None:
+    """Log the failure once (syslog unless `log` is given, and one VERBOSE line) and
+    set the handler's fail-open values."""
+    reason = describe(error)
+    if log is None:
+        syslog_failure(script.name, reason, config.syslog_facility)
+    else:
+        log("%s: %s; failing open" % (script.name, reason))
+    try:
+        channel.verbose("vipsticky %s: %s; failing open" % (script.name, reason))
+        script.fail_open(channel, config)
+    except (Hangup, CommandFailed):
+        pass  # the caller is gone, or Asterisk refused: nothing more to tell
+
+
+def run(script: Script) -> int:
+    """main() of a per-call script. Always exits 0: a failure is a normal call."""
+    try:
+        channel = Channel.from_stdio(sys.argv[1:])
+    except Hangup:
+        return 0
+    try:
+        config = load()
+    except ConfigError as error:
+        fail(channel, script, FALLBACK_CONFIG, error)
+        return 0
+    database = Database(config.database)
+    try:
+        # Bounded time whatever the database does: connect and every read are also
+        # capped by connect_timeout; this is the backstop for everything together.
+        answer(channel, script, config, database, deadline=config.database.connect_timeout + DEADLINE_MARGIN)
+    finally:
+        database.close()
+    return 0
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, (DatabaseError, ConfigError, CommandFailed)):
+        return printable(error, 300)
+    if isinstance(error, CallDeadline):
+        return "no answer from the database in time"
+    return "%s: %s" % (type(error).__name__, printable(error, 200))
+
+
+def syslog_failure(name: str, reason: str, facility: str) -> None:
+    import syslog  # only a failing call pays for it
+    syslog.openlog("vipsticky", syslog.LOG_PID, getattr(syslog, "LOG_" + facility.upper(), syslog.LOG_DAEMON))
+    syslog.syslog(syslog.LOG_WARNING, "%s: %s; failing open" % (name, reason))
+
+
+class Deadline:
+    """SIGALRM-based time limit; a no-op when not asked for or outside the main thread
+    (signal.signal raises ValueError there: FastAGI relies on socket timeouts).
+
+    An alarm that lands in a finalizer or weakref callback cannot raise there:
+    Python prints it to stderr (Asterisk would log a traceback) and goes on. So the
+    timer repeats every 50 ms until the block is left, and such swallowed alarms
+    are kept off stderr."""
+    REPEAT = 0.05
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._previous_hook = None
+
+    def __enter__(self):
+        if self.seconds:
+            try:
+                signal.signal(signal.SIGALRM, self._expired)
+            except ValueError:
+                self.seconds = None
+                return
+            self._previous_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+            signal.setitimer(signal.ITIMER_REAL, self.seconds, self.REPEAT)
+
+    def __exit__(self, *exc):
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.unraisablehook = self._previous_hook
+        return False
+
+    def _unraisable(self, info):
+        if not isinstance(info.exc_value, CallDeadline):
+            self._previous_hook(info)
+
+    @staticmethod
+    def _expired(signum, frame):
+        raise CallDeadline()

@@ -1,0 +1,262 @@
+"""The database connection and every query a call or an admin command runs.
+
+One Database object holds one connection, opened on first use. Queries are
+parameterised; table names come only from the config's validated prefix.
+All times are the database server's clock (dialect NOW), so several Asterisk
+hosts with skewed clocks agree on when a binding expires.
+"""
+from __future__ import annotations
+
+import time
+
+from .config import DatabaseSettings, VipSettings
+from .dialects import dialect_for
+
+BINDINGS = "numbers_remember"  # the original setup's table name, kept on upgrade
+# PHP Address Book: vipsticky's side table of number keys (addressbook.py keeps it
+# current) and the condition for a live row in any of its schemas (see FACTS.md).
+AB_KEYS = "vipsticky_addressbook_keys"
+LIVE = "(%(t)s.deprecated IS NULL OR %(t)s.deprecated < '1001-01-01')"
+# MySQL errors worth one more try: deadlock and lock wait (what Galera returns on a
+# certification conflict), and a connection that a server restart cut.
+RETRY_ON_LOCK = (1205, 1213)
+RETRY_ON_RECONNECT = (2006, 2013, 2014, 2055, 4031)
+PURGE_BATCH = 1000
+KEY = object()  # placeholder for the number key in vip_query's parameter list
+
+
+class DatabaseError(Exception):
+    """Any database failure, as one line that never holds a password."""
+
+
+class Database:
+    def __init__(self, settings: DatabaseSettings, query_timeout: float | None = None):
+        self.settings = settings
+        self.dialect = dialect_for(settings)
+        # A call must not wait longer than connect_timeout on any read; the CLI may.
+        self.query_timeout = query_timeout or settings.connect_timeout
+        self._connection = None
+        self.created_folder = False  # install-schema made the SQLite file's folder
+
+    # -- connection -------------------------------------------------------------
+    def connect(self, create: bool = False):
+        if self._connection is not None:
+            return self._connection
+        self.created_folder = self.dialect.prepare(self.settings, create) or self.created_folder
+        try:
+            self._connection = self.dialect.connect(self.settings, create, self.query_timeout)
+        except self.dialect.driver_errors() as error:
+            raise DatabaseError(self.dialect.connect_failure(self.settings, reason(error))) from None
+        return self._connection
+
+    def close(self):
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass  # closing a broken connection has nothing left to tell
+            self._connection = None
+
+    def run(self, sql: str, params=(), fetch: str = "none", many: bool = False):
+        """Run one statement (retried once on a lock conflict or a cut connection)."""
+        sql_text = self.dialect.placeholders(sql)
+        for attempt in (1, 2):
+            was_connected = self._connection is not None
+            connection = self.connect()
+            try:
+                cursor = connection.cursor()
+                try:
+                    if many:
+                        cursor.executemany(sql_text, params)
+                    else:
+                        cursor.execute(sql_text, params)
+                    if fetch == "one":
+                        return cursor.fetchone()
+                    if fetch == "all":
+                        return cursor.fetchall()
+                    return cursor.rowcount
+                finally:
+                    cursor.close()
+            except DatabaseError:
+                raise
+            except Exception as error:
+                code = mysql_error_code(error)
+                if code in RETRY_ON_RECONNECT or self.dialect.lost_connection(error):
+                    self.close()
+                    if attempt == 1 and was_connected:
+                        continue
+                elif code in RETRY_ON_LOCK and attempt == 1:
+                    import random  # rare path: keep it off every call's imports
+                    # A retry at once can meet the same conflict again; a short random pause
+                    # lets the other transaction finish first.
+                    time.sleep(random.uniform(0.01, 0.05))
+                    continue
+                raise DatabaseError(reason(error)) from None
+        raise AssertionError("unreachable")
+
+    def transaction(self, statements: list[tuple[str, tuple]]):
+        """Run statements atomically (admin commands, never per call)."""
+        connection = self.connect()
+        try:
+            self.run(self.dialect.BEGIN)
+            for sql, params in statements:
+                self.run(sql, params)
+            self.run("COMMIT")
+        except Exception:
+            try:
+                connection.cursor().execute("ROLLBACK")
+            except Exception:
+                pass  # the connection is gone: the server rolls back by itself
+            raise
+
+    def now(self) -> int:
+        return int(self.run("SELECT " + self.dialect.NOW, fetch="one")[0])
+
+    # -- VIP --------------------------------------------------------------------
+    def vip_lookup(self, key: str, vip: VipSettings) -> tuple[int, str, str] | None:
+        """(priority, label, source) of the best VIP entry for a number key, or None.
+        One statement, one round trip, an index lookup whatever the table sizes."""
+        sql, params = vip_query(vip)
+        row = self.run(sql, tuple(p if p is not KEY else key for p in params), fetch="one")
+        if row is None:
+            return None
+        return int(row[0]), row[1] or "", row[2]
+
+    def vip_add(self, key: str, priority: int, label: str) -> None:
+        self.run(self._vip_upsert(), (key, priority, label))
+
+    def vip_import(self, rows: list[tuple[str, int, str]]) -> int:
+        sql = self._vip_upsert()
+        self.transaction([(sql, row) for row in rows])
+        return len(rows)
+
+    def _vip_upsert(self) -> str:
+        return self.dialect.upsert("vip_numbers", ("number_key", "priority", "label"), ("number_key",))
+
+    def vip_remove(self, key: str) -> int:
+        return self.run("DELETE FROM vip_numbers WHERE number_key = %s", (key,))
+
+    def vip_list(self) -> list[tuple[str, int, str]]:
+        rows = self.run("SELECT number_key, priority, label FROM vip_numbers ORDER BY priority DESC, number_key",
+                         fetch="all")
+        return [(row[0], int(row[1]), row[2]) for row in rows]
+
+    # -- sticky bindings --------------------------------------------------------
+    def binding_lookup(self, key: str, queue: str) -> tuple[str, int] | None:
+        """(agent, seconds_left) of the binding for (key, queue); seconds_left <= 0 means
+        expired (purge has not run yet): the caller must not be routed by it."""
+        return self.run("SELECT agent, expires_at - %s FROM %s WHERE number = %%s AND queue = %%s"
+                         % (self.dialect.NOW, BINDINGS), (key, queue), fetch="one")
+
+    def remember(self, key: str, queue: str, agent: str, ttl: int) -> None:
+        """Bind key to agent in queue's scope until now + ttl (one upsert statement)."""
+        now = self.dialect.NOW
+        self.run(self.dialect.upsert(BINDINGS, ("number", "queue", "agent", "last_contact", "expires_at"),
+                                      ("number", "queue"), ("%s", "%s", "%s", now, now + " + %s")),
+                  (key, queue, agent, ttl))
+
+    def forget(self, key: str, queue: str | None) -> int:
+        """Delete the binding in one scope, or in every scope when queue is None."""
+        if queue is None:
+            return self.run("DELETE FROM %s WHERE number = %%s" % BINDINGS, (key,))
+        return self.run("DELETE FROM %s WHERE number = %%s AND queue = %%s" % BINDINGS, (key, queue))
+
+    def bindings(self, key: str | None = None, queue: str | None = None,
+                 agent: str | None = None) -> list[tuple[str, str, str, int]]:
+        """Live bindings as (key, queue, agent, seconds_left), soonest expiry last."""
+        where, params = ["expires_at > " + self.dialect.NOW], []
+        for column, value in (("number", key), ("queue", queue), ("agent", agent)):
+            if value is not None:
+                where.append("%s = %%s" % column)
+                params.append(value)
+        rows = self.run("SELECT number, queue, agent, expires_at - %s FROM %s WHERE %s ORDER BY number, queue"
+                         % (self.dialect.NOW, BINDINGS, " AND ".join(where)), tuple(params), fetch="all")
+        return [(row[0], row[1], row[2], int(row[3])) for row in rows]
+
+    def purge(self, batch: int = PURGE_BATCH) -> int:
+        """Delete expired bindings in small batches: each is its own short statement, so
+        a call's lookup or upsert never waits long behind it. Re-checking expires_at in
+        the DELETE itself means a binding refreshed meanwhile is never removed."""
+        sql = self.dialect.purge_batch(BINDINGS, batch)
+        total = 0
+        while True:
+            removed = self.run(sql)
+            total += removed
+            if removed < batch:
+                return total
+
+    # -- introspection ----------------------------------------------------------
+    def schema_version(self) -> int | None:
+        if "vipsticky_meta" not in self.tables():
+            return None
+        row = self.run("SELECT value FROM vipsticky_meta WHERE name = 'schema_version'", fetch="one")
+        return int(row[0]) if row else None
+
+    def tables(self) -> list[str]:
+        return [row[0] for row in self.run(self.dialect.TABLES, fetch="all")]
+
+    def columns(self, table: str) -> list[str]:
+        sql, params = self.dialect.columns(table)
+        return [row[0] for row in self.run(sql, params, fetch="all")]
+
+    def triggers(self) -> list[str]:
+        if self.dialect.TRIGGERS is None:
+            return []
+        return [row[0] for row in self.run(self.dialect.TRIGGERS, fetch="all")]
+
+
+def vip_query(vip: VipSettings):
+    """(sql, params) of the VIP lookup for the configured source; KEY in params stands
+    for the number key."""
+    parts, params = [], []
+    if vip.source in ("table", "both"):
+        parts.append("SELECT priority, label, 'table' AS source FROM vip_numbers WHERE number_key = %s")
+        params.append(KEY)
+    if vip.source in ("addressbook", "both"):
+        names = addressbook_tables(vip)
+        domain = ""
+        if vip.addressbook_domain_id is not None:
+            domain = " AND k.domain_id = %d" % vip.addressbook_domain_id
+        if not vip.groups:
+            parts.append("SELECT %d, k.label, 'addressbook' FROM %s k WHERE k.number_key = %%s%s"
+                         % (vip.priority, AB_KEYS, domain))
+            params.append(KEY)
+        else:
+            cases = " ".join("WHEN %s THEN %d" % ("%s", priority) for _, priority in vip.groups)
+            params.extend(name for name, _ in vip.groups)
+            parts.append(
+                "SELECT CASE g.group_name %s END, k.label, 'addressbook' FROM %s k "
+                "JOIN %s ag ON ag.id = k.ab_id AND ag.domain_id = k.domain_id AND %s "
+                "JOIN %s g ON g.group_id = ag.group_id AND g.domain_id = ag.domain_id AND %s "
+                "WHERE k.number_key = %%s%s AND g.group_name IN (%s)"
+                % (cases, AB_KEYS, names["address_in_groups"], LIVE % {"t": "ag"}, names["group_list"],
+                   LIVE % {"t": "g"}, domain, ", ".join(["%s"] * len(vip.groups))))
+            params.append(KEY)
+            params.extend(name for name, _ in vip.groups)
+    sql = " UNION ALL ".join("(%s)" % part for part in parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1 or vip.groups:
+        sql = "SELECT * FROM (%s) v ORDER BY 1 DESC LIMIT 1" % sql
+    return sql, params
+
+
+def addressbook_tables(vip: VipSettings) -> dict[str, str]:
+    """PHP Address Book's table names, by their unprefixed name."""
+    prefix = vip.addressbook_table_prefix
+    return {name: prefix + name for name in ("addressbook", "group_list", "address_in_groups")}
+
+
+def mysql_error_code(error) -> int | None:
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def reason(error) -> str:
+    """One line, no password: PyMySQL's and sqlite3's messages hold none."""
+    args = getattr(error, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        text = "%s (MySQL error %d)" % (args[1], args[0])
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())[:300]

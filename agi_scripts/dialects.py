@@ -1,0 +1,168 @@
+"""What differs between MariaDB/MySQL and SQLite: one class per dialect, nothing else.
+
+Clock, placeholders, upsert, transactions, introspection and how to connect. The
+rest of the project writes SQL with %s placeholders and asks the dialect for the
+parts that differ.
+"""
+import os
+
+
+class SQLite:
+    name = "sqlite"
+    # Epoch seconds on the database's clock, without a '%' that the placeholder rewrite would touch.
+    NOW = "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)"
+    BEGIN = "BEGIN IMMEDIATE"  # take the write lock at once: no upgrade deadlock later
+    TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    ON_CREATE = ("PRAGMA journal_mode=WAL",)  # readers never wait for the one writer
+
+    @staticmethod
+    def placeholders(sql: str) -> str:
+        return sql.replace("%s", "?")
+
+    @staticmethod
+    def upsert(table: str, columns, key, values=None) -> str:
+        """INSERT ... or UPDATE the non-key columns; values are SQL expressions (default %s each)."""
+        values = values or ["%s"] * len(columns)
+        return "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s" % (
+            table, ", ".join(columns), ", ".join(values), ", ".join(key),
+            ", ".join("%s = excluded.%s" % (c, c) for c in columns if c not in key))
+
+    @staticmethod
+    def columns(table: str):
+        """(sql, params) listing a table's columns in order."""
+        return "SELECT name FROM pragma_table_info(%s) ORDER BY cid", (table,)
+
+    TRIGGERS = None  # SQLite holds no triggers of ours
+
+    @staticmethod
+    def rename_tables(pairs):
+        """Statements that rename (old, new) pairs, in order, inside one transaction."""
+        return ["ALTER TABLE %s RENAME TO %s" % pair for pair in pairs]
+
+    @classmethod
+    def purge_batch(cls, table: str, batch: int) -> str:
+        """Delete up to batch expired rows; expiry is checked again in the DELETE itself."""
+        return ("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE expires_at <= {now} LIMIT {n})"
+                " AND expires_at <= {now}".format(t=table, now=cls.NOW, n=int(batch)))
+
+    @staticmethod
+    def prepare(settings, create: bool) -> bool:
+        """Make the database file's folder when creating; True when it was made."""
+        folder = os.path.dirname(settings.path) or "."
+        if create and not os.path.isdir(folder):
+            os.makedirs(folder)
+            return True
+        return False
+
+    @staticmethod
+    def connect(settings, create: bool, query_timeout: float):
+        import sqlite3
+        # mode=rw: a call never creates an empty database file that install-schema
+        # would then find owned by the wrong user.
+        return sqlite3.connect("file:%s?mode=%s" % (_uri_path(settings.path), "rwc" if create else "rw"),
+                               uri=True, timeout=query_timeout, isolation_level=None, check_same_thread=False)
+
+    @staticmethod
+    def driver_errors():
+        import sqlite3
+        return sqlite3.Error
+
+    @staticmethod
+    def connect_failure(settings, reason: str) -> str:
+        return "cannot open SQLite database %s: %s" % (settings.path, reason)
+
+    @staticmethod
+    def lost_connection(error) -> bool:
+        return False  # a file does not go away between statements
+
+
+class MySQL:
+    name = "mysql"
+    NOW = "UNIX_TIMESTAMP()"
+    BEGIN = "START TRANSACTION"
+    TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+    TRIGGERS = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+    ON_CREATE = ()
+
+    @staticmethod
+    def rename_tables(pairs):
+        return ["RENAME TABLE " + ", ".join("%s TO %s" % pair for pair in pairs)]  # atomic by itself
+
+    @staticmethod
+    def placeholders(sql: str) -> str:
+        return sql
+
+    @staticmethod
+    def upsert(table: str, columns, key, values=None) -> str:
+        values = values or ["%s"] * len(columns)
+        return "INSERT INTO %s (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s" % (
+            table, ", ".join(columns), ", ".join(values),
+            ", ".join("%s = VALUES(%s)" % (c, c) for c in columns if c not in key))
+
+    @staticmethod
+    def columns(table: str):
+        return ("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                "AND table_name = %s ORDER BY ordinal_position", (table,))
+
+    @classmethod
+    def purge_batch(cls, table: str, batch: int) -> str:
+        return "DELETE FROM %s WHERE expires_at <= %s ORDER BY expires_at LIMIT %d" % (table, cls.NOW, int(batch))
+
+    @staticmethod
+    def prepare(settings, create: bool) -> bool:
+        return False
+
+    @staticmethod
+    def connect_params(settings, **overrides) -> dict:
+        """pymysql.connect() keyword arguments for these settings (also for tests,
+        benchmarks and ./dev); overrides replace keys."""
+        params = dict(
+            user=settings.user, password=settings.password or "", database=settings.database,
+            connect_timeout=settings.connect_timeout, read_timeout=settings.connect_timeout,
+            write_timeout=settings.connect_timeout, autocommit=True, charset="utf8mb4",
+        )
+        if settings.unix_socket:
+            params["unix_socket"] = settings.unix_socket
+        else:
+            params.update(host=settings.host, port=settings.port)
+        if settings.ssl:
+            params["ssl"] = {"ca": settings.ssl_ca}  # verified when a CA is given
+        else:
+            params["ssl_disabled"] = True
+        params.update(overrides)
+        return params
+
+    @classmethod
+    def connect(cls, settings, create: bool, query_timeout: float):
+        import pymysql
+        connection = pymysql.connect(**cls.connect_params(settings, write_timeout=query_timeout))
+        # PyMySQL reads the server's greeting with read_timeout, so connect with the
+        # short one; the CLI's longer query timeout applies once connected (PyMySQL
+        # reads this attribute before every read).
+        connection._read_timeout = query_timeout
+        return connection
+
+    @staticmethod
+    def driver_errors():
+        return Exception  # PyMySQL raises its own errors and plain OSError/socket errors
+
+    @staticmethod
+    def connect_failure(settings, reason: str) -> str:
+        return "cannot connect to %s: %s" % (settings.safe_url, reason)
+
+    @staticmethod
+    def lost_connection(error) -> bool:
+        return isinstance(error, (ConnectionError, TimeoutError, OSError)) or type(error).__name__ == "InterfaceError"
+
+
+DIALECTS = {SQLite.name: SQLite, MySQL.name: MySQL}
+
+
+def dialect_for(settings):
+    """The dialect class of a DatabaseSettings (settings.dialect is mysql or sqlite)."""
+    return DIALECTS[settings.dialect]
+
+
+def _uri_path(path: str) -> str:
+    """A file path inside an SQLite file: URI (what would end or escape the path, quoted)."""
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")

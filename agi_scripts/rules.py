@@ -1,0 +1,37 @@
+"""Value rules: which agents, queue names and labels are usable, and how a value is shown.
+
+Pure functions, no I/O: a call, the CLI and the config reader apply the same rules.
+"""
+import re
+
+# Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
+# no white space, no dialplan expression characters.
+AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
+# Queue names come from queues.conf sections; anything that could break an AGI
+# argument, a log line or a dialplan expression is refused.
+QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
+LABEL_LENGTH = 255  # vip_numbers.label
+
+
+def valid_agent(agent) -> bool:
+    return isinstance(agent, str) and bool(AGENT.match(agent))
+
+
+def valid_queue(queue) -> bool:
+    return isinstance(queue, str) and bool(QUEUE_NAME.match(queue))
+
+
+def label_problem(label: str):
+    """Why a VIP label cannot be stored, or None when it can."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+        return "a label must not contain control characters"
+    if len(label) > LABEL_LENGTH:
+        return "a label has at most %d characters" % LABEL_LENGTH
+    return None
+
+
+def printable(text, limit=80) -> str:
+    """A value fit for a one-line message: control characters escaped, length bounded."""
+    text = str(text)
+    shown = text[:limit].encode("unicode_escape", "backslashreplace").decode("ascii")
+    return shown + ("..." if len(text) > limit else "")
