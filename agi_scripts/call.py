@@ -38,6 +38,14 @@ class CallDeadline(BaseException):
     swallow it or dress it up as another error."""
 
 
+def check_count(args, most: int, usage: str) -> None:
+    """Refuse more arguments than a script takes: an unfiltered caller ID with commas
+    in it would otherwise shift the next arguments (the queue, the agent)."""
+    if len(args) > most:
+        raise BadArgument("%d arguments where %s takes at most %d: filter the caller ID before AGI() "
+                          "(${FILTER(0-9+,${CALLERID(num)})})" % (len(args), usage, most))
+
+
 def number_and_queue(channel, args, config):
     """(number key or None, queue) from the arguments NUMBER[,QUEUE]: NUMBER defaults
     to the caller ID, QUEUE to the global scope ''."""

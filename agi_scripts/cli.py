@@ -17,7 +17,7 @@ from .config import ConfigError
 from .database import Database, DatabaseError
 from .demo import run_demo
 from .doctor import Doctor
-from .install import InstallError, hand_sqlite_to, link_agi_scripts
+from .install import InstallError, SqliteHandover, link_agi_scripts
 from .number_keys import number_key
 from .rules import label_problem, valid_agent, valid_queue
 from .schema import install_schema, schema_script
@@ -89,11 +89,15 @@ def install_schema_command(context, addressbook, print_sql, user):
     if print_sql:
         click.echo(schema_script(config.database.dialect, config, addressbook=addressbook), nl=False)
         return
-    database = context.database
-    for line in install_schema(database, config, addressbook=addressbook):
-        click.echo(line)
+    handover = None
     if config.database.dialect == "sqlite":
-        for line in hand_sqlite_to(config.database.path, user, database.created_folder):
+        handover = SqliteHandover(config.database.path, user)
+        handover.prepare()
+    for line in install_schema(context.database, config, addressbook=addressbook):
+        click.echo(line)
+    if handover is not None:
+        context.database.close()  # SQLite removes its -wal and -shm files with the last connection
+        for line in handover.finish():
             click.echo(line)
 
 

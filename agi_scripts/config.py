@@ -9,7 +9,7 @@ import os
 import re
 from collections import namedtuple
 
-from .rules import QUEUE_NAME, printable
+from .rules import AGENT_PATTERN, QUEUE_NAME, printable
 
 DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
 DEFAULT_DATABASE_URL = "sqlite:////var/lib/asterisk/vipsticky.sqlite3"
@@ -66,11 +66,13 @@ VipSettings = namedtuple("VipSettings", (
     "source priority normal_priority groups addressbook_domain_id addressbook_table_prefix"),
     defaults=("table", 10, 5, (), None, ""))
 
-QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout")
+# agents: the patterns an agent interface must match to be stored or dialled (rules.agent_allowed)
+QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout agents")
 
 
-class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_technology unbind_sound queues",
-                                defaults=(86400, 20, "SIP", "beep", ()))):
+class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_technology unbind_sound queues agents",
+                                defaults=(86400, 20, "SIP", "beep", (),
+                                          ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n")))):
     """queues: ((name, QueueSettings), ...) from the [queue NAME] sections."""
     __slots__ = ()
 
@@ -78,11 +80,14 @@ class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_techn
         for name, settings in self.queues:
             if name == queue:
                 return settings
-        return QueueSettings(self.ttl, self.dial_timeout)
+        return QueueSettings(self.ttl, self.dial_timeout, self.agents)
 
 
-Config = namedtuple("Config", "database numbers vip sticky syslog_facility path",
-                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None))
+# allow: client addresses or networks (ipaddress notation) that may use `vipsticky serve`
+FastagiSettings = namedtuple("FastagiSettings", "allow", defaults=((),))
+
+Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi",
+                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings()))
 
 
 def config_path() -> str:
@@ -183,6 +188,7 @@ def from_sections(sections: dict, path=None) -> Config:
     )
     ttl = reader.number("sticky", "ttl", STICKY.ttl, int, *TTL_LIMITS)
     dial_timeout = reader.number("sticky", "dial_timeout", STICKY.dial_timeout, int, *DIAL_TIMEOUT_LIMITS)
+    agents = reader.agent_patterns("sticky", ", ".join(STICKY.agents))
     queues = []
     for section in sections:
         if section.startswith("queue "):
@@ -192,6 +198,7 @@ def from_sections(sections: dict, path=None) -> Config:
             queues.append((name, QueueSettings(
                 ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
                 dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, *DIAL_TIMEOUT_LIMITS),
+                agents=reader.agent_patterns(section, ", ".join(agents)),
             )))
     technology = reader.text("sticky", "legacy_technology", STICKY.legacy_technology)
     if not re.match(r"^[A-Za-z0-9_]+$", technology):
@@ -200,12 +207,13 @@ def from_sections(sections: dict, path=None) -> Config:
     if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
         raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
     sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
-                            unbind_sound=sound, queues=tuple(queues))
+                            unbind_sound=sound, queues=tuple(queues), agents=agents)
     facility = reader.text("log", "syslog_facility", CONFIG.syslog_facility)
     if not re.match(r"^(daemon|user|local[0-7])$", facility):
         raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
+    fastagi = FastagiSettings(allow=tuple(reader.items("fastagi", "allow", "")))
     return Config(database=database, numbers=numbers, vip=vip, sticky=sticky,
-                  syslog_facility=facility, path=path)
+                  syslog_facility=facility, path=path, fastagi=fastagi)
 
 
 def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: str = "auto",
@@ -279,6 +287,14 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigError("[%s] %s must be between %s and %s" % (section, key, low, high))
         return value
+
+    def agent_patterns(self, section, default):
+        patterns = tuple(self.items(section, "agents", default))
+        for pattern in patterns:
+            if not AGENT_PATTERN.match(pattern):
+                raise ConfigError("[%s] agents: %r is not an interface pattern such as PJSIP/* or "
+                                  "Local/*@agents/n" % (section, printable(pattern)))
+        return patterns
 
     def digits(self, section, key, default, min_length, value=None):
         value = self.text(section, key, default) if value is None else value

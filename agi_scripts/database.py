@@ -36,13 +36,12 @@ class Database:
         # A call must not wait longer than connect_timeout on any read; the CLI may.
         self.query_timeout = query_timeout or settings.connect_timeout
         self._connection = None
-        self.created_folder = False  # install-schema made the SQLite file's folder
 
     # -- connection -------------------------------------------------------------
     def connect(self, create: bool = False):
         if self._connection is not None:
             return self._connection
-        self.created_folder = self.dialect.prepare(self.settings, create) or self.created_folder
+        self.dialect.prepare(self.settings, create)
         try:
             self._connection = self.dialect.connect(self.settings, create, self.query_timeout)
         except self.dialect.driver_errors() as error:

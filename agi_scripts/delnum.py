@@ -6,10 +6,11 @@ the unbind; it never hangs up. Sets DELNUM_STATUS = deleted|none|no-number|error
 """
 import sys
 
-from .call import Script, number_and_queue
+from .call import Script, check_count, number_and_queue
 
 
 def handle(channel, args, config, database):
+    check_count(args, 2, "delnum[,NUMBER[,QUEUE]]")
     key, queue = number_and_queue(channel, args, config)
     if key is None:
         channel.set("DELNUM_STATUS", "no-number")

@@ -46,13 +46,11 @@ class SQLite:
                 " AND expires_at <= {now}".format(t=table, now=cls.NOW, n=int(batch)))
 
     @staticmethod
-    def prepare(settings, create: bool) -> bool:
-        """Make the database file's folder when creating; True when it was made."""
+    def prepare(settings, create: bool) -> None:
+        """Make the database file's folder when creating."""
         folder = os.path.dirname(settings.path) or "."
         if create and not os.path.isdir(folder):
             os.makedirs(folder)
-            return True
-        return False
 
     @staticmethod
     def connect(settings, create: bool, query_timeout: float):
@@ -109,8 +107,8 @@ class MySQL:
         return "DELETE FROM %s WHERE expires_at <= %s ORDER BY expires_at LIMIT %d" % (table, cls.NOW, int(batch))
 
     @staticmethod
-    def prepare(settings, create: bool) -> bool:
-        return False
+    def prepare(settings, create: bool) -> None:
+        pass  # the server holds the files
 
     @staticmethod
     def connect_params(settings, **overrides) -> dict:

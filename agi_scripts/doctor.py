@@ -1,5 +1,4 @@
-"""`vipsticky doctor`: check what a call needs on this host and say what to fix.
-"""
+"""`vipsticky doctor`: check what a call needs on this host and say what to fix."""
 from __future__ import annotations
 
 import os
@@ -56,6 +55,12 @@ class Doctor:
             self.fix("config %s is readable by every user (it may hold a password): chmod o-rwx %s" % (path, path))
         if can_access(path, self.user, os.R_OK) and not os.stat(path).st_mode & 0o007:
             self.ok("config %s readable by %s and not by others" % (path, self.user))
+        for target in (path, os.path.dirname(os.path.abspath(path))):
+            writers = writers_besides_root(target)
+            if writers:
+                # The config steers root's next install-schema (database url, table prefix).
+                self.fix("%s is writable by %s, not only by root: chown root:root %s; chmod go-w %s"
+                         % (target, writers, target, target))
         return True
 
     def _check_database(self, config):
@@ -122,3 +127,16 @@ class Doctor:
                 self.fix("%s is not executable by %s" % (target, self.user))
             else:
                 self.ok("%s -> %s" % (link, target))
+
+
+def writers_besides_root(path: str) -> str | None:
+    """Who other than root may change path (a file, or the entries of a folder), or None."""
+    info = os.stat(path)
+    if info.st_uid != 0 and info.st_mode & 0o200:
+        return "its owner (uid %d)" % info.st_uid
+    if info.st_gid != 0 and info.st_mode & 0o020:
+        return "its group (gid %d)" % info.st_gid
+    sticky_folder = os.path.isdir(path) and info.st_mode & 0o1000  # like /tmp: others cannot replace our file
+    if info.st_mode & 0o002 and not sticky_folder:
+        return "every user"
+    return None

@@ -73,19 +73,57 @@ def can_access(path: str, user: str, want: int) -> bool:
     return ((info.st_mode >> shift) & want) == want
 
 
-def hand_sqlite_to(path: str, user: str, created_folder: bool) -> list[str]:
-    """After install-schema as root: give the SQLite file (and its WAL files, and the
-    folder when we made it) to the user Asterisk runs as, or every call would fail
-    open on a read-only database."""
-    ids = user_ids(user)
-    if os.geteuid() != 0 or ids is None:
-        return []
-    uid, gid, _ = ids
-    done = []
-    targets = [path + suffix for suffix in ("", "-wal", "-shm") if os.path.exists(path + suffix)]
-    if created_folder:
-        targets.append(os.path.dirname(path))
-    for target in targets:
-        os.chown(target, uid, gid)
-        done.append("%s now owned by %s" % (target, user))
-    return done
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class SqliteHandover:
+    """install-schema on SQLite: the file made exclusively and, run as root, handed to the
+    user Asterisk runs as (else every call would fail open on a read-only database).
+
+    The folder usually belongs to that user, who could plant a symbolic link there
+    for root to follow: so no link is ever followed, the file is created with
+    O_EXCL, and only what this run created changes owner, through its own descriptor."""
+
+    def __init__(self, path: str, user: str):
+        self.path = path
+        self.ids = user_ids(user) if os.geteuid() == 0 else None
+        self.user = user
+        self.done: list[str] = []
+        self._existed: set[str] = set()
+
+    def prepare(self) -> None:
+        """Before SQLite opens the file: refuse links, make the folder and the file."""
+        for target in self._files():
+            if os.path.islink(target):
+                raise InstallError("%s is a symbolic link: refusing to follow it (remove it, then rerun)" % target)
+            if os.path.lexists(target):
+                self._existed.add(target)
+        folder = os.path.dirname(self.path) or "."
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+            self._hand_over(folder, os.O_RDONLY | os.O_DIRECTORY)
+        if self.path not in self._existed:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+            self._hand_over_descriptor(descriptor, self.path)
+
+    def finish(self) -> list[str]:
+        """After the database is closed: hand over the side files this run left behind."""
+        for target in self._files()[1:]:
+            if target not in self._existed and os.path.lexists(target):
+                self._hand_over(target, os.O_RDONLY)
+        return self.done
+
+    def _files(self) -> list[str]:
+        return [self.path] + [self.path + suffix for suffix in SQLITE_SIDE_FILES]
+
+    def _hand_over(self, path: str, flags: int) -> None:
+        if self.ids is not None:
+            self._hand_over_descriptor(os.open(path, flags | os.O_NOFOLLOW), path)
+
+    def _hand_over_descriptor(self, descriptor: int, path: str) -> None:
+        try:
+            if self.ids is not None:
+                os.fchown(descriptor, self.ids[0], self.ids[1])
+                self.done.append("%s now owned by %s" % (path, self.user))
+        finally:
+            os.close(descriptor)

@@ -11,6 +11,9 @@ AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*
 # argument, a log line or a dialplan expression is refused.
 QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
 LABEL_LENGTH = 255  # vip_numbers.label
+# [sticky] agents: an interface with * standing for one name; * never matches @ : / ,
+AGENT_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]{1,100}$")
+AGENT_NAME = "[A-Za-z0-9_.+-]+"
 
 
 def valid_agent(agent) -> bool:
@@ -19,6 +22,16 @@ def valid_agent(agent) -> bool:
 
 def valid_queue(queue) -> bool:
     return isinstance(queue, str) and bool(QUEUE_NAME.match(queue))
+
+
+def agent_allowed(agent: str, patterns) -> bool:
+    """Whether a usable agent interface matches one of the [sticky] agents patterns."""
+    if not valid_agent(agent):
+        return False
+    for pattern in patterns:
+        if re.fullmatch(AGENT_NAME.join(re.escape(part) for part in pattern.split("*")), agent):
+            return True
+    return False
 
 
 def label_problem(label: str):

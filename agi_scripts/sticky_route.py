@@ -5,11 +5,13 @@ lookup[,NUMBER[,QUEUE]]           before Queue(): STICKY_AGENT, STICKY_DIAL_TIME
 remember[,NUMBER[,QUEUE[,AGENT]]] when an agent answered (Queue()'s AGI argument, or a
                                   Dial U() subroutine): STICKY_STATUS = stored|no-number|bad-agent|error
 NUMBER defaults to the caller ID, QUEUE to the global scope, AGENT to ${MEMBERINTERFACE}.
+An agent is stored and dialled only when it matches [sticky] agents (per queue in
+[queue NAME]): a binding that does not is `unavailable`, never dialled.
 """
 import sys
 
-from .call import BadArgument, Script, number_and_queue
-from .rules import valid_agent
+from .call import BadArgument, Script, check_count, number_and_queue
+from .rules import agent_allowed
 
 # DEVICE_STATE values that mean "ringing this agent now would only make the caller wait".
 BUSY_STATES = frozenset(("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "INVALID"))
@@ -18,8 +20,10 @@ BUSY_STATES = frozenset(("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE",
 def handle(channel, args, config, database):
     action = args[0] if args else ""
     if action == "lookup":
+        check_count(args, 3, "sticky_route,lookup[,NUMBER[,QUEUE]]")
         lookup(channel, args[1:], config, database)
     elif action == "remember":
+        check_count(args, 4, "sticky_route,remember[,NUMBER[,QUEUE[,AGENT]]]")
         remember(channel, args[1:], config, database)
     else:
         raise BadArgument("unknown action %r: use lookup or remember" % action[:40])
@@ -27,7 +31,8 @@ def handle(channel, args, config, database):
 
 def lookup(channel, args, config, database):
     key, queue = number_and_queue(channel, args, config)
-    channel.set("STICKY_DIAL_TIMEOUT", config.sticky.for_queue(queue).dial_timeout)
+    settings = config.sticky.for_queue(queue)
+    channel.set("STICKY_DIAL_TIMEOUT", settings.dial_timeout)
     agent, status = "", "no-number"
     if key is not None:
         row = database.binding_lookup(key, queue)
@@ -35,7 +40,7 @@ def lookup(channel, args, config, database):
             status = "none"
         elif row[1] <= 0:
             status = "expired"  # purge has not run yet; never route by it
-        elif available(channel, row[0], queue):
+        elif agent_allowed(row[0], settings.agents) and available(channel, row[0], queue):
             agent, status = row[0], "found"
         else:
             status = "unavailable"
@@ -46,8 +51,6 @@ def lookup(channel, args, config, database):
 def available(channel, agent, queue):
     """The agent can take the call now: a known, idle device and, for a queue, still
     a member and not paused (QUEUE_MEMBER answers 0 for non-members, so check both)."""
-    if not valid_agent(agent):
-        return False
     if channel.evaluate("${DEVICE_STATE(%s)}" % agent).strip().upper() in BUSY_STATES:
         return False
     if queue:
@@ -65,10 +68,11 @@ def remember(channel, args, config, database):
         channel.set("STICKY_STATUS", "no-number")
         return
     agent = args[2] if len(args) > 2 and args[2] else channel.get("MEMBERINTERFACE")
-    if not valid_agent(agent):
+    settings = config.sticky.for_queue(queue)
+    if not agent_allowed(agent, settings.agents):
         channel.set("STICKY_STATUS", "bad-agent")
         return
-    database.remember(key, queue, agent, config.sticky.for_queue(queue).ttl)
+    database.remember(key, queue, agent, settings.ttl)
     channel.set("STICKY_STATUS", "stored")
 
 

@@ -5,11 +5,12 @@ starts and answers higher priorities first.
 """
 import sys
 
-from .call import Script, number_and_queue
+from .call import Script, check_count, number_and_queue
 
 
 def handle(channel, args, config, database):
-    key, _queue = number_and_queue(channel, args[:1], config)
+    check_count(args, 1, "vip_or_not[,NUMBER]")
+    key, _queue = number_and_queue(channel, args, config)
     found = database.vip_lookup(key, config.vip) if key else None
     if found is None:
         set_result(channel, config.vip.normal_priority, False, "")
