@@ -19,7 +19,7 @@ from .demo import run_demo
 from .doctor import Doctor
 from .install import InstallError, SqliteHandover, link_agi_scripts
 from .number_keys import number_key
-from .rules import label_problem, valid_agent, valid_queue
+from .rules import label_problem, shown, valid_agent, valid_queue
 from .schema import install_schema, schema_script
 
 PRIORITY = click.IntRange(*config_module.PRIORITY_LIMITS)  # QUEUE_PRIO values an admin may give
@@ -94,11 +94,11 @@ def install_schema_command(context, addressbook, print_sql, user):
         handover = SqliteHandover(config.database.path, user)
         handover.prepare()
     for line in install_schema(context.database, config, addressbook=addressbook):
-        click.echo(line)
+        say(line)
     if handover is not None:
         context.database.close()  # SQLite removes its -wal and -shm files with the last connection
         for line in handover.finish():
-            click.echo(line)
+            say(line)
 
 
 @cli.command()
@@ -123,19 +123,19 @@ def lookup(context, number, queue, as_json):
         click.echo(json.dumps(result, ensure_ascii=False))
         return
     if key is None:
-        click.echo("%s: not a usable external number: QUEUE_PRIO=%d, never bound"
+        say("%s: not a usable external number: QUEUE_PRIO=%d, never bound"
                    % (json.dumps(number[:80], ensure_ascii=False), config.vip.normal_priority))
         return
     if found:
-        click.echo("%s: VIP, QUEUE_PRIO=%d, label %s (from %s)" % (key, found[0], json.dumps(found[1], ensure_ascii=False),
+        say("%s: VIP, QUEUE_PRIO=%d, label %s (from %s)" % (key, found[0], json.dumps(found[1], ensure_ascii=False),
                                                                found[2]))
     else:
-        click.echo("%s: not VIP, QUEUE_PRIO=%d" % (key, config.vip.normal_priority))
+        say("%s: not VIP, QUEUE_PRIO=%d" % (key, config.vip.normal_priority))
     for binding in result["bindings"]:
-        click.echo("  bound to %s in %s for %d s more" % (binding["agent"], _scope(binding["queue"]),
+        say("  bound to %s in %s for %d s more" % (binding["agent"], _scope(binding["queue"]),
                                                           binding["seconds_left"]))
     if not bindings:
-        click.echo("  no live binding" + ("" if queue is None else " in " + _scope(queue)))
+        say("  no live binding" + ("" if queue is None else " in " + _scope(queue)))
 
 
 @cli.group()
@@ -154,7 +154,7 @@ def vip_add(context, number, priority, label):
     key = context.key(number)
     priority = context.config.vip.priority if priority is None else priority
     context.database.vip_add(key, priority, _label(label))
-    click.echo("%s is VIP with priority %d" % (key, priority))
+    say("%s is VIP with priority %d" % (key, priority))
 
 
 @vip.command("remove")
@@ -165,7 +165,7 @@ def vip_remove(context, number):
     key = context.key(number)
     if not context.database.vip_remove(key):
         raise Failure("%s is not in the VIP list" % key)
-    click.echo("%s removed from the VIP list" % key)
+    say("%s removed from the VIP list" % key)
 
 
 @vip.command("list")
@@ -178,8 +178,8 @@ def vip_list(context, as_json):
         click.echo(json.dumps([{"key": k, "priority": p, "label": l} for k, p, l in rows], ensure_ascii=False))
         return
     for key, priority, label in rows:
-        click.echo("%-16s %6d  %s" % (key, priority, label))
-    click.echo("%d VIP numbers" % len(rows))
+        say("%-16s %6d  %s" % (key, priority, label))
+    say("%d VIP numbers" % len(rows))
 
 
 @vip.command("import")
@@ -207,7 +207,7 @@ def vip_import(context, csv_file):
             except Failure as error:
                 raise Failure("%s line %d: %s" % (csv_file, line, error.message)) from None
     count = context.database.vip_import(rows)
-    click.echo("imported %d VIP numbers" % count)
+    say("imported %d VIP numbers" % count)
 
 
 @vip.command("sync")
@@ -217,14 +217,14 @@ def vip_sync(context):
     triggers off, or a changed [numbers] plan: rerun install-schema --addressbook)."""
     if context.config.database.dialect != "mysql":
         raise Failure("vip sync needs the PHP Address Book on MySQL/MariaDB; the database url is SQLite")
-    click.echo("%d address-book number keys indexed" % sync_addressbook(context.database, context.config.vip))
+    say("%d address-book number keys indexed" % sync_addressbook(context.database, context.config.vip))
 
 
 @cli.command()
 @pass_context
 def purge(context):
     """Delete expired bindings (for cron, every minute)."""
-    click.echo("purged %d expired bindings" % context.database.purge())
+    say("purged %d expired bindings" % context.database.purge())
 
 
 @cli.group()
@@ -245,8 +245,8 @@ def bindings_list(context, queue, agent, as_json):
                               ensure_ascii=False))
         return
     for key, queue_name, agent_name, left in rows:
-        click.echo("%-16s %-20s %-30s %8d s" % (key, _scope(queue_name), agent_name, left))
-    click.echo("%d live bindings" % len(rows))
+        say("%-16s %-20s %-30s %8d s" % (key, _scope(queue_name), agent_name, left))
+    say("%d live bindings" % len(rows))
 
 
 @bindings.command("set")
@@ -262,7 +262,7 @@ def bindings_set(context, number, agent, queue):
     queue = context.queue(queue)
     ttl = context.config.sticky.for_queue(queue).ttl
     context.database.remember(key, queue, agent, ttl)
-    click.echo("%s bound to %s in %s for %d s" % (key, agent, _scope(queue), ttl))
+    say("%s bound to %s in %s for %d s" % (key, agent, _scope(queue), ttl))
 
 
 @bindings.command("delete")
@@ -273,7 +273,7 @@ def bindings_delete(context, number, queue):
     """Delete NUMBER's binding."""
     key = context.key(number)
     removed = context.database.forget(key, queue)
-    click.echo("%d binding%s of %s deleted" % (removed, "" if removed == 1 else "s", key))
+    say("%d binding%s of %s deleted" % (removed, "" if removed == 1 else "s", key))
 
 
 @cli.command("install-agi")
@@ -281,7 +281,7 @@ def bindings_delete(context, number, queue):
 def install_agi(agi_dir):
     """Link vip_or_not, sticky_route and delnum into Asterisk's agi-bin."""
     for line in link_agi_scripts(agi_dir):
-        click.echo(line)
+        say(line)
 
 
 @cli.command()
@@ -293,7 +293,7 @@ def doctor(context, user, agi_dir):
     checks = Doctor(context.config_path or config_module.config_path(), user, agi_dir)
     healthy = checks.run()
     for good, text in checks.findings:
-        click.echo(("ok   " if good else "FIX  ") + text)
+        say(("ok   " if good else "FIX  ") + text)
     if not healthy:
         raise Failure("%d problem(s) to fix" % sum(not good for good, _ in checks.findings))
 
@@ -319,6 +319,12 @@ def serve(context, listen, pool_size):
     fastagi.serve(context.config, host.strip("[]") or "127.0.0.1", int(port), pool_size)
 
 
+def say(text, err=False):
+    """One line of text output: control and bidirectional characters escaped, since labels
+    and queue names come from people and a terminal would obey them."""
+    click.echo(shown(text), err=err)
+
+
 def _scope(queue):
     return "queue %s" % queue if queue else "the global scope"
 
@@ -337,23 +343,23 @@ def main(argv=None):
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.Abort:
-        click.echo("vipsticky: aborted", err=True)
+        say("vipsticky: aborted", err=True)
         return 1
     except click.UsageError as error:
-        click.echo("vipsticky: %s" % " ".join(error.format_message().split()), err=True)
+        say("vipsticky: %s" % " ".join(error.format_message().split()), err=True)
         return 2
     except click.ClickException as error:
-        click.echo("vipsticky: %s" % error.format_message(), err=True)
+        say("vipsticky: %s" % error.format_message(), err=True)
         return error.exit_code
     except (ConfigError, DatabaseError, InstallError) as error:
-        click.echo("vipsticky: %s" % error, err=True)
+        say("vipsticky: %s" % error, err=True)
         return 1
     except OSError as error:
-        click.echo("vipsticky: %s" % (error.strerror and "%s: %s" % (error.filename or "", error.strerror)
+        say("vipsticky: %s" % (error.strerror and "%s: %s" % (error.filename or "", error.strerror)
                                       or error), err=True)
         return 1
     except Exception as error:  # a bug: still one line, never a traceback
-        click.echo("vipsticky: internal error: %s: %s" % (type(error).__name__, " ".join(str(error).split())[:300]),
+        say("vipsticky: internal error: %s: %s" % (type(error).__name__, " ".join(str(error).split())[:300]),
                    err=True)
         return 1
     return 0

@@ -253,6 +253,9 @@ def mysql_error_code(error) -> int | None:
 
 def reason(error) -> str:
     """One line, no password: PyMySQL's and sqlite3's messages hold none."""
+    if isinstance(error, UnicodeError):
+        # Its message quotes the characters it choked on: they may be a password's.
+        return "a value holds characters the database connection cannot carry"
     args = getattr(error, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
         text = "%s (MySQL error %d)" % (args[1], args[0])

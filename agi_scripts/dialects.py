@@ -115,7 +115,8 @@ class MySQL:
         """pymysql.connect() keyword arguments for these settings (also for tests,
         benchmarks and ./dev); overrides replace keys."""
         params = dict(
-            user=settings.user, password=settings.password or "", database=settings.database,
+            # Bytes: PyMySQL would encode a str password as latin-1 (MariaDB stores UTF-8).
+            user=settings.user, password=(settings.password or "").encode("utf-8"), database=settings.database,
             connect_timeout=settings.connect_timeout, read_timeout=settings.connect_timeout,
             write_timeout=settings.connect_timeout, autocommit=True, charset="utf8mb4",
         )

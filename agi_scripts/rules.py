@@ -7,9 +7,13 @@ import re
 # Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
 # no white space, no dialplan expression characters.
 AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
+# Characters that would steer a terminal or reorder what it shows: C0 and C1 controls,
+# DEL, and the Unicode bidirectional marks, embeddings, overrides and isolates.
+UNSHOWABLE = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+UNSHOWABLE_CHAR = re.compile("[%s]" % UNSHOWABLE)
 # Queue names come from queues.conf sections; anything that could break an AGI
-# argument, a log line or a dialplan expression is refused.
-QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
+# argument, a log line, a dialplan expression or a terminal is refused.
+QUEUE_NAME = re.compile(r"^[^\s%s\"',|\\()\[\]${}]{1,80}$" % UNSHOWABLE)
 LABEL_LENGTH = 255  # vip_numbers.label
 # [sticky] agents: an interface with * standing for one name; * never matches @ : / ,
 AGENT_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]{1,100}$")
@@ -36,11 +40,16 @@ def agent_allowed(agent: str, patterns) -> bool:
 
 def label_problem(label: str):
     """Why a VIP label cannot be stored, or None when it can."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
-        return "a label must not contain control characters"
+    if UNSHOWABLE_CHAR.search(label):
+        return "a label must not contain control or bidirectional-override characters"
     if len(label) > LABEL_LENGTH:
         return "a label has at most %d characters" % LABEL_LENGTH
     return None
+
+
+def shown(text) -> str:
+    """A value for a terminal: every control or bidirectional character as an escape."""
+    return UNSHOWABLE_CHAR.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), str(text))
 
 
 def printable(text, limit=80) -> str:
