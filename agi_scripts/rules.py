@@ -1,23 +1,25 @@
 """Value rules: which agents, queue names and labels are usable, and how a value is shown.
 
 Pure functions, no I/O: a call, the CLI and the config reader apply the same rules.
+Every call imports this module, so only what a call needs is compiled at import.
 """
 import re
 
 # Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
 # no white space, no dialplan expression characters.
 AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
-# Characters that would steer a terminal or reorder what it shows: C0 and C1 controls,
-# DEL, and the Unicode bidirectional marks, embeddings, overrides and isolates.
-UNSHOWABLE = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-UNSHOWABLE_CHAR = re.compile("[%s]" % UNSHOWABLE)
 # Queue names come from queues.conf sections; anything that could break an AGI
-# argument, a log line, a dialplan expression or a terminal is refused.
-QUEUE_NAME = re.compile(r"^[^\s%s\"',|\\()\[\]${}]{1,80}$" % UNSHOWABLE)
+# argument, a log line or a dialplan expression is refused (and, by valid_queue,
+# anything a terminal would not print as it is).
+QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
+# [sticky] agents: an interface with at most one *, which stands for one name.
+AGENT_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#~%/-]*\*?[A-Za-z0-9_.@:+=#~%/-]*$")
+AGENT_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")  # never @ : / ,
+# What would steer a terminal or reorder what it shows: C0 and C1 controls, DEL, and the
+# Unicode bidirectional marks, embeddings, overrides and isolates (compiled on first use:
+# only the CLI needs it).
+UNSHOWABLE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 LABEL_LENGTH = 255  # vip_numbers.label
-# [sticky] agents: an interface with * standing for one name; * never matches @ : / ,
-AGENT_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]{1,100}$")
-AGENT_NAME = "[A-Za-z0-9_.+-]+"
 
 
 def valid_agent(agent) -> bool:
@@ -25,7 +27,8 @@ def valid_agent(agent) -> bool:
 
 
 def valid_queue(queue) -> bool:
-    return isinstance(queue, str) and bool(QUEUE_NAME.match(queue))
+    # isprintable() is False for every control, format (bidi) and separator character but space.
+    return isinstance(queue, str) and bool(QUEUE_NAME.match(queue)) and queue.isprintable()
 
 
 def agent_allowed(agent: str, patterns) -> bool:
@@ -33,14 +36,21 @@ def agent_allowed(agent: str, patterns) -> bool:
     if not valid_agent(agent):
         return False
     for pattern in patterns:
-        if re.fullmatch(AGENT_NAME.join(re.escape(part) for part in pattern.split("*")), agent):
+        before, star, after = pattern.partition("*")
+        if not star:
+            if agent == pattern:
+                return True
+            continue
+        name = agent[len(before):len(agent) - len(after)]
+        if (len(agent) > len(before) + len(after) and agent.startswith(before) and agent.endswith(after)
+                and AGENT_NAME_CHARACTERS.issuperset(name)):
             return True
     return False
 
 
 def label_problem(label: str):
     """Why a VIP label cannot be stored, or None when it can."""
-    if UNSHOWABLE_CHAR.search(label):
+    if re.search(UNSHOWABLE, label):
         return "a label must not contain control or bidirectional-override characters"
     if len(label) > LABEL_LENGTH:
         return "a label has at most %d characters" % LABEL_LENGTH
@@ -49,7 +59,7 @@ def label_problem(label: str):
 
 def shown(text) -> str:
     """A value for a terminal: every control or bidirectional character as an escape."""
-    return UNSHOWABLE_CHAR.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), str(text))
+    return re.sub(UNSHOWABLE, lambda match: match.group(0).encode("unicode_escape").decode("ascii"), str(text))
 
 
 def printable(text, limit=80) -> str:
