@@ -192,8 +192,10 @@ class Channel:
     def set(self, name: str, value) -> None:
         self._execute("SET VARIABLE", quote(name), quote(value))
 
-    def verbose(self, message: str, level: int = 1) -> None:
-        self._execute("VERBOSE", quote(message), level)
+    def warn(self, message: str) -> None:
+        """A WARNING in the Asterisk log (app_verbose's Log(); EXEC does not expand ${...},
+        and Log takes the rest of its argument, commas included, as the message)."""
+        self._execute("EXEC", "Log", quote("WARNING," + message))
 
     def play(self, sound: str) -> bool:
         """Play a sound; a missing or broken file is reported, never raised."""

@@ -24,10 +24,12 @@ KNOWN_COMMANDS = {  # command words -> (fewest, most) arguments after them
     ("GET", "VARIABLE"): (1, 1),
     ("GET", "FULL", "VARIABLE"): (1, 2),
     ("VERBOSE",): (1, 2),
+    ("EXEC",): (1, 2),
     ("STREAM", "FILE"): (2, 3),
     ("NOOP",): (0, 99),
     ("ANSWER",): (0, 0),
 }
+LOG_LEVELS = ("ERROR", "WARNING", "NOTICE", "DEBUG", "VERBOSE", "DTMF")
 DEAD_CHANNEL = "511 Command Not Permitted on a dead channel or intercept routine"
 
 
@@ -49,6 +51,8 @@ class Asterisk:
         arguments = rest[:-1].split(",") if rest.endswith(")") else []
         if name == "DEVICE_STATE" and len(arguments) == 1:
             return self.devices.get(arguments[0], "INVALID")
+        if name == "QUEUE_EXISTS" and len(arguments) == 1:
+            return "1" if arguments[0] in self.queues else "0"
         if name == "QUEUE_MEMBER_LIST" and len(arguments) == 1:
             return ",".join(self.queues.get(arguments[0], {}))
         if name == "QUEUE_MEMBER" and len(arguments) == 3 and arguments[1] == "paused":
@@ -66,6 +70,7 @@ class Call:
     malformed: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     verbose: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # Log(WARNING,...) run through EXEC
     played: list[str] = field(default_factory=list)
     exit_code: int | None = None
     stderr: str = ""
@@ -157,6 +162,13 @@ class Peer:
         if command == ("VERBOSE",):
             call.verbose.append(arguments[0])
             return "200 result=1"
+        if command == ("EXEC",):
+            level, _, message = (arguments[1] if len(arguments) > 1 else "").partition(",")
+            if arguments[0].lower() != "log" or level.upper() not in LOG_LEVELS:
+                return "200 result=-2"  # what res_agi answers for an application it cannot run
+            if level.upper() == "WARNING":
+                call.warnings.append(message)
+            return "200 result=0"
         if command == ("STREAM", "FILE"):
             if arguments[0] not in self.asterisk.sounds:
                 return "200 result=-1 endpos=0"

@@ -1,7 +1,7 @@
 """One call's lifecycle: run a script's handler so that any failure ends in its fail-open values.
 
-A failure gives the handler's fail-open values, one VERBOSE line, one syslog line
-and exit status 0: the call goes on to the queue whatever happens.
+A failure gives the handler's fail-open values, one WARNING in the Asterisk log, one
+syslog line and exit status 0: the call goes on to the queue whatever happens.
 """
 import signal
 import sys
@@ -47,9 +47,9 @@ def check_count(args, most: int, usage: str) -> None:
 
 
 def number_and_queue(channel, args, config):
-    """(number key or None, queue) from the arguments NUMBER[,QUEUE]: NUMBER defaults
-    to the caller ID, QUEUE to the global scope ''."""
-    raw = args[0] if args else channel.caller_id
+    """(number key or None, queue) from the arguments NUMBER[,QUEUE]: an omitted or empty
+    NUMBER is the caller ID, an omitted or empty QUEUE the global scope ''."""
+    raw = args[0] if args and args[0] else channel.caller_id
     queue = args[1] if len(args) > 1 else ""
     if queue and not valid_queue(queue):
         raise BadArgument("not a usable queue name")
@@ -71,18 +71,25 @@ def answer(channel, script: Script, config: Config, database, deadline=None, log
 
 
 def fail(channel, script: Script, config: Config, error: BaseException, log=None) -> None:
-    """Log the failure once (syslog unless `log` is given, and one VERBOSE line) and
-    set the handler's fail-open values."""
-    reason = describe(error)
-    if log is None:
-        syslog_failure(script.name, reason, config.syslog_facility)
-    else:
-        log("%s: %s; failing open" % (script.name, reason))
+    """Log the failure once and set the handler's fail-open values."""
+    warn(channel, script, config, "%s; failing open" % describe(error), log)
     try:
-        channel.verbose("vipsticky %s: %s; failing open" % (script.name, reason))
         script.fail_open(channel, config)
     except (Hangup, CommandFailed):
         pass  # the caller is gone, or Asterisk refused: nothing more to tell
+
+
+def warn(channel, script: Script, config: Config, message: str, log=None) -> None:
+    """One WARNING where the admin looks: the Asterisk log (the messages file keeps
+    WARNING with Asterisk's default logger.conf) and syslog, or `log` when given."""
+    if log is None:
+        syslog_warning(script.name, message, config.syslog_facility)
+    else:
+        log("%s: %s" % (script.name, message))
+    try:
+        channel.warn("vipsticky %s: %s" % (script.name, message))
+    except (Hangup, CommandFailed):
+        pass
 
 
 def run(script: Script) -> int:
@@ -92,10 +99,12 @@ def run(script: Script) -> int:
     except Hangup:
         return 0
     try:
-        config = load()
+        config = load(strict=False)
     except ConfigError as error:
         fail(channel, script, FALLBACK_CONFIG, error)
         return 0
+    for problem in config.warnings:
+        warn(channel, script, config, "config file %s: %s; the rest of it is used" % (config.path, problem))
     database = Database(config.database)
     try:
         # Bounded time whatever the database does: connect and every read are also
@@ -114,10 +123,10 @@ def describe(error: BaseException) -> str:
     return "%s: %s" % (type(error).__name__, printable(error, 200))
 
 
-def syslog_failure(name: str, reason: str, facility: str) -> None:
-    import syslog  # only a failing call pays for it
+def syslog_warning(name: str, message: str, facility: str) -> None:
+    import syslog  # only a call with something to report pays for it
     syslog.openlog("vipsticky", syslog.LOG_PID, getattr(syslog, "LOG_" + facility.upper(), syslog.LOG_DAEMON))
-    syslog.syslog(syslog.LOG_WARNING, "%s: %s; failing open" % (name, reason))
+    syslog.syslog(syslog.LOG_WARNING, "%s: %s" % (name, message))
 
 
 class Deadline:

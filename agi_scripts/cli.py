@@ -45,7 +45,7 @@ class _Context:
     @property
     def database(self):
         if self._database is None:
-            self._database = Database(self.config.database, query_timeout=ADMIN_QUERY_TIMEOUT)
+            self._database = Database(self.config.database, query_timeout=ADMIN_QUERY_TIMEOUT, breaker=False)
         return self._database
 
     def key(self, number):
@@ -307,16 +307,28 @@ def demo(keep):
 
 @cli.command()
 @click.option("--listen", default="127.0.0.1:4573", show_default=True, metavar="HOST:PORT",
-              help="Address for AGI(agi://HOST:PORT/vip_or_not) and friends.")
+              help="Address for AGI(agi://HOST:PORT/vip_or_not) and friends; other than loopback needs --allow.")
+@click.option("--allow", multiple=True, metavar="ADDRESS[/BITS]",
+              help="Clients allowed to connect (repeat, or separate with commas; default: [fastagi] allow, "
+                   "or anyone on a loopback --listen).")
 @click.option("--pool", "pool_size", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Database connections kept open.")
+              help="Database connections kept open; a call that finds all busy fails open.")
+@click.option("--max-connections", type=click.IntRange(1, 10000), default=fastagi.MAX_CONNECTIONS,
+              show_default=True, help="Connections open at once; the longest idle one makes room.")
+@click.option("--deadline", type=click.FloatRange(0.5, 3600), default=fastagi.DEADLINE, show_default=True,
+              help="Seconds a connection may stay open, environment and commands together.")
 @pass_context
-def serve(context, listen, pool_size):
+def serve(context, listen, allow, pool_size, max_connections, deadline):
     """FastAGI server for busy centres (the same handlers as the per-call scripts)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:4573", param_hint="--listen")
-    fastagi.serve(context.config, host.strip("[]") or "127.0.0.1", int(port), pool_size)
+    allowed = [entry.strip() for value in allow for entry in value.split(",") if entry.strip()]
+    try:
+        fastagi.serve(context.config, host.strip("[]") or "127.0.0.1", int(port), pool_size,
+                      allow=allowed or None, max_connections=max_connections, deadline=deadline)
+    except fastagi.ServeError as error:
+        raise Failure(str(error)) from None
 
 
 def say(text, err=False):

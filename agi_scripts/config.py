@@ -16,6 +16,7 @@ DEFAULT_DATABASE_URL = "sqlite:////var/lib/asterisk/vipsticky.sqlite3"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 VIP_SOURCES = ("table", "addressbook", "both")
 CONNECT_TIMEOUT = 2.0  # seconds
+BREAKER_SECONDS = 5  # seconds a database server found unreachable is not tried again by calls
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
 # mysql://[user[:password]@]host[:port]/database[?unix_socket=/path]; a password holding
 # @ / ? # or % is written %-encoded.
@@ -37,8 +38,8 @@ class ConfigError(Exception):
 
 
 class DatabaseSettings(namedtuple("DatabaseSettings", (
-        "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path"),
-        defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None))):
+        "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path breaker_seconds"),
+        defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None, BREAKER_SECONDS))):
     """dialect is mysql or sqlite; url may hold a password: print safe_url, never url."""
     __slots__ = ()
 
@@ -86,16 +87,30 @@ class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_techn
 # allow: client addresses or networks (ipaddress notation) that may use `vipsticky serve`
 FastagiSettings = namedtuple("FastagiSettings", "allow", defaults=((),))
 
-Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi",
-                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings()))
+# warnings: what a call logs about the file (unknown names) while it uses the rest
+Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi warnings",
+                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), ()))
+
+# Every section and key the file may hold ("queue" stands for the [queue NAME] sections).
+KNOWN = {
+    "database": ("url", "connect_timeout", "ssl", "ssl_ca", "breaker_seconds"),
+    "numbers": ("country_code", "trunk_prefix", "international_prefixes", "national_length", "area_code"),
+    "vip": ("source", "priority", "normal_priority", "groups", "addressbook_domain_id", "addressbook_table_prefix"),
+    "sticky": ("ttl", "dial_timeout", "legacy_technology", "unbind_sound", "agents"),
+    "queue": ("ttl", "dial_timeout", "agents"),
+    "fastagi": ("allow",),
+    "log": ("syslog_facility",),
+}
 
 
 def config_path() -> str:
     return os.environ.get("VIPSTICKY_CONFIG") or DEFAULT_PATH
 
 
-def load(path=None) -> Config:
-    """Read the config file (a missing default file means all defaults)."""
+def load(path=None, strict=True) -> Config:
+    """Read the config file (a missing default file means all defaults). An unknown
+    section or key is an error when strict (the CLI, the doctor); a call is not
+    strict: it gets the rest of the file and the problems as Config.warnings."""
     path = path or config_path()
     try:
         with open(path, encoding="utf-8") as handle:
@@ -107,17 +122,45 @@ def load(path=None) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError("cannot read config file %s: %s" % (printable(path, 200),
                                                               getattr(error, "strerror", None) or error)) from None
-    return from_sections(sections, path)
+    problems = unknown_names(sections)
+    if problems and strict:
+        raise ConfigError("config file %s: %s" % (printable(path, 200), problems[0]))
+    return from_sections(sections, path)._replace(warnings=tuple(problems))
+
+
+def unknown_names(sections: dict) -> list:
+    """One line per section or key the file holds that vipsticky does not know, with the
+    nearest valid name: a misspelt key would otherwise silently keep its default."""
+    problems = []
+    for section, keys in sections.items():
+        kind = "queue" if section.startswith("queue ") else section
+        if kind not in KNOWN:
+            problems.append("[%s] is not a section of vipsticky.conf%s" % (printable(section), _nearest(
+                section, [name for name in KNOWN if name != "queue"] + ["queue NAME"])))
+            continue
+        problems.extend("[%s] %s is not a setting%s" % (printable(section), printable(key), _nearest(key, KNOWN[kind]))
+                        for key in keys if key not in KNOWN[kind])
+    return problems
+
+
+def _nearest(name: str, choices) -> str:
+    import difflib  # only a config with a mistake pays for it
+    close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
+    return ": did you mean %s?" % close[0] if close else " (known: %s)" % ", ".join(choices)
 
 
 def read_ini(text: str, path: str) -> dict:
-    """INI as configparser reads it here: [sections], key = value, ; and # comments (also
-    after a value, behind white space), keys case-insensitive, no repeats. A few lines
-    instead of configparser, which would cost every call more than a millisecond.
-    Errors name the line, never its text (it may hold a password)."""
+    """INI as configparser reads it here: [sections], key = value (or Asterisk's key =>
+    value), ; and # comments (also after a value, behind white space), keys
+    case-insensitive, no repeats. A few lines instead of configparser, which would cost
+    every call more than a millisecond. Asterisk's #include and #exec are refused, not
+    taken for comments. Errors name the line, never its text (it may hold a password)."""
     sections, current = {}, None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
+        if re.match(r"#\s*(try)?include\b|#\s*exec\b", line):
+            raise _ini_error(path, number, "#include and #exec are not supported: "
+                                           "vipsticky.conf is one file, put the settings in it")
         if not line or line[0] in ";#":
             continue
         if line[0] == "[":
@@ -130,6 +173,8 @@ def read_ini(text: str, path: str) -> dict:
             continue
         key, sep, value = line.partition("=")
         key = key.strip().lower()
+        if value.startswith(">"):
+            value = value[1:]  # key => value, as Asterisk's own files write it
         if not sep or not key:
             raise _ini_error(path, number, "expected key = value")
         if current is None:
@@ -155,7 +200,7 @@ def from_sections(sections: dict, path=None) -> Config:
         connect_timeout=reader.number("database", "connect_timeout", CONNECT_TIMEOUT, float, low=0.1, high=60),
         ssl=reader.text("database", "ssl", "auto"),
         ssl_ca=reader.text("database", "ssl_ca", "") or None,
-    )
+    )._replace(breaker_seconds=reader.number("database", "breaker_seconds", BREAKER_SECONDS, int, low=0, high=300))
     numbers = NumberPlan(
         country_code=reader.digits("numbers", "country_code", NUMBERS.country_code, min_length=1),
         trunk_prefix=reader.digits("numbers", "trunk_prefix", NUMBERS.trunk_prefix, min_length=0),

@@ -7,6 +7,8 @@ hosts with skewed clocks agree on when a binding expires.
 """
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 from .config import DatabaseSettings, VipSettings
@@ -21,6 +23,9 @@ LIVE = "(%(t)s.deprecated IS NULL OR %(t)s.deprecated < '1001-01-01')"
 # certification conflict), and a connection that a server restart cut.
 RETRY_ON_LOCK = (1205, 1213)
 RETRY_ON_RECONNECT = (2006, 2013, 2014, 2055, 4031)
+# Connect failures that mean "the server is not there" (refused, timed out, a black hole
+# that accepts and never greets): worth the breaker. Access denied and the like are not.
+UNREACHABLE = (2002, 2003, 2006, 2013)
 PURGE_BATCH = 1000
 KEY = object()  # placeholder for the number key in vip_query's parameter list
 
@@ -30,22 +35,33 @@ class DatabaseError(Exception):
 
 
 class Database:
-    def __init__(self, settings: DatabaseSettings, query_timeout: float | None = None):
+    def __init__(self, settings: DatabaseSettings, query_timeout: float | None = None, breaker: bool = True):
+        """breaker: consult the breaker before connecting (calls do; the CLI always tries)."""
         self.settings = settings
         self.dialect = dialect_for(settings)
         # A call must not wait longer than connect_timeout on any read; the CLI may.
         self.query_timeout = query_timeout or settings.connect_timeout
+        self.breaker = Breaker(settings) if settings.dialect == "mysql" and settings.breaker_seconds else None
+        self.consult_breaker = breaker
         self._connection = None
 
     # -- connection -------------------------------------------------------------
     def connect(self, create: bool = False):
         if self._connection is not None:
             return self._connection
+        breaker = self.breaker
+        if breaker is not None and self.consult_breaker and breaker.holds_off():
+            raise DatabaseError("%s was unreachable moments ago: not tried again for up to %d s ([database] "
+                                "breaker_seconds)" % (self.settings.safe_url, self.settings.breaker_seconds))
         self.dialect.prepare(self.settings, create)
         try:
             self._connection = self.dialect.connect(self.settings, create, self.query_timeout)
         except self.dialect.driver_errors() as error:
+            if breaker is not None and (mysql_error_code(error) in UNREACHABLE or self.dialect.lost_connection(error)):
+                breaker.trip()
             raise DatabaseError(self.dialect.connect_failure(self.settings, reason(error))) from None
+        if breaker is not None:
+            breaker.reset()
         return self._connection
 
     def close(self):
@@ -202,6 +218,72 @@ class Database:
         if self.dialect.TRIGGERS is None:
             return []
         return [row[0] for row in self.run(self.dialect.TRIGGERS, fetch="all")]
+
+
+class Breaker:
+    """A database server found unreachable is not tried again for breaker_seconds, by any
+    call of any process: the next scripts of the same call and the next calls fail open
+    in milliseconds instead of each waiting connect_timeout. The state is one empty file
+    per server in a folder of this user's own; its time stamp is when it was last found
+    down. When the time is up, the first call to come tries again (and stamps the file
+    first, so the others keep failing open meanwhile); its success removes the file."""
+
+    def __init__(self, settings: DatabaseSettings):
+        self.seconds = settings.breaker_seconds
+        where = settings.unix_socket or "%s-%d" % (settings.host, settings.port)
+        self.name = "down-" + "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in where)[-100:]
+        self._probing = False
+        self._path = False  # not looked for yet
+
+    def holds_off(self) -> bool:
+        """True while the server counts as down; else this call may try (and probes
+        when the breaker had tripped)."""
+        path = self.path()
+        try:
+            stamp = os.stat(path).st_mtime if path else None
+        except OSError:
+            return False
+        if stamp is None:
+            return False
+        if time.time() - stamp < self.seconds:
+            return True
+        self._probing = True
+        self.trip()
+        return False
+
+    def trip(self) -> None:
+        path = self.path()
+        if path:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+                os.utime(path)
+            except OSError:
+                pass  # no breaker this time: the calls wait connect_timeout, as without one
+
+    def reset(self) -> None:
+        if self._probing:
+            self._probing = False
+            try:
+                os.unlink(self.path())
+            except OSError:
+                pass  # gone already: another call's success closed it
+
+    def path(self):
+        """The state file, in $XDG_RUNTIME_DIR or /tmp/vipsticky-UID: a folder that only
+        this user can write, or None (then there is no breaker: another user must not be
+        able to make every call fail open)."""
+        if self._path is False:
+            self._path = None
+            folder = os.environ.get("XDG_RUNTIME_DIR") or "/tmp/vipsticky-%d" % os.geteuid()
+            try:
+                if not os.path.lexists(folder):
+                    os.mkdir(folder, 0o700)
+                info = os.lstat(folder)
+            except OSError:
+                return None
+            if info.st_uid == os.geteuid() and stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o022:
+                self._path = os.path.join(folder, self.name)
+        return self._path
 
 
 def vip_query(vip: VipSettings):

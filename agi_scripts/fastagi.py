@@ -1,45 +1,78 @@
 """The FastAGI server: `vipsticky serve` answers AGI(agi://127.0.0.1/vip_or_not) and friends.
 
-The very same handlers as the per-call scripts, one thread per connection, a
-small pool of database connections kept open between calls. pyst2's own
-fastagi.py is Python 2 only, and its AGI() constructor installs a SIGHUP handler
-(ValueError outside the main thread): agi.Channel.from_stream builds the
-channel without it, and a hangup arrives as a HANGUP line instead.
+The very same handlers as the per-call scripts, a small pool of database
+connections kept open between calls. pyst2's own fastagi.py is Python 2 only, and
+its AGI() constructor installs a SIGHUP handler (ValueError outside the main
+thread): agi.Channel.from_stream builds the channel without it, and a hangup
+arrives as a HANGUP line instead.
+
+Whoever reaches the port can steer calls, so every resource a client can tie up is
+bounded. One thread (the reception) accepts connections and reads their
+environments without blocking, a thread per call takes over once an environment is
+complete:
+
+- clients: loopback unless listening elsewhere, and then only an allowlist;
+- connections open at once (reception and calls together); at the cap the one that
+  has waited longest for its environment makes room, so idle connections cost a
+  file descriptor, never a thread, and cannot keep a real call out;
+- one deadline per connection, from accept to close, whatever the client trickles;
+- line length and environment size, on every byte read;
+- database connections: a call lends one only for its one statement, and a call that
+  finds all of them busy fails open instead of opening another.
 """
+import ipaddress
 import queue
+import selectors
 import signal
-import socketserver
+import socket
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 from .agi import Channel, Hangup
 from .call import answer
-from .database import Database
+from .database import Database, DatabaseError
 from .rules import printable
 from .scripts import NAMES, by_name
-IDLE_TIMEOUT = 60  # seconds without a line from Asterisk before a connection is dropped
+
+MAX_CONNECTIONS = 100         # open at once: environments being read plus calls in progress
+DEADLINE = 10.0               # seconds from accept to close, environment and commands together
+ENVIRONMENT_TIMEOUT = 5.0     # seconds for the environment (within the deadline): Asterisk sends it at once
+MAX_LINE = 64 * 1024          # bytes in any line from a client
+MAX_ENVIRONMENT_LINES = 512   # res_agi sends about 25 plus at most 128 arguments
+MAX_ENVIRONMENT_BYTES = 512 * 1024
+POOL_WAIT = 0.1               # seconds a statement waits for a pooled connection before its call fails open
+ACCEPT_BATCH = 32             # connections accepted per turn, so environments already there are read first
+RECEIVE_SIZE = 64 * 1024
+
+
+class ServeError(Exception):
+    """The server cannot start: one line for the admin."""
 
 
 class DatabasePool:
-    """Up to `size` open Database objects shared by the calls. A call that finds
-    none free within connect_timeout gets a connection of its own for that call,
-    so a burst is slower but never fails."""
+    """Up to `size` open Database objects shared by the calls. A call borrows one for
+    each statement only, never while it waits for Asterisk. When all are busy for
+    POOL_WAIT (a stalled database), the statement raises DatabaseError and the call
+    fails open: the server never holds more than `size` database connections."""
 
-    def __init__(self, settings, size):
+    def __init__(self, settings, size, wait=POOL_WAIT):
         self.settings = settings
+        self.size = size
+        self.wait = wait
         self._idle = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
     @contextmanager
     def database(self):
-        if not self._slots.acquire(timeout=self.settings.connect_timeout):
-            extra = Database(self.settings)
-            try:
-                yield extra
-            finally:
-                extra.close()
-            return
+        """What a call's handler gets as its database."""
+        yield _Borrowing(self)
+
+    @contextmanager
+    def connection(self):
+        if not self._slots.acquire(timeout=self.wait):
+            raise DatabaseError("all %d database connections are busy (serve --pool)" % self.size)
         try:
             database = self._idle.get_nowait()
         except queue.Empty:
@@ -56,6 +89,19 @@ class DatabasePool:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+class _Borrowing:
+    """A Database whose every method runs on a connection borrowed from the pool."""
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def __getattr__(self, name):
+        def borrowed(*args, **kwargs):
+            with self._pool.connection() as database:
+                return getattr(database, name)(*args, **kwargs)
+        return borrowed
 
 
 def script_name(env) -> str:
@@ -79,45 +125,333 @@ def answer_connection(rfile, wfile, config, pool, log) -> str:
         return answer(channel, script, config, database, log=log)
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    allow_reuse_address = True
-    request_queue_size = 256  # a burst of calls must queue, not see dropped SYNs (1 s retransmit)
-    daemon_threads = False  # server_close() waits for the calls in flight
-    block_on_close = True
+def allowed_networks(entries):
+    """The [fastagi] allow / --allow entries as networks; ServeError names a bad one."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError as error:
+            raise ServeError("%s is not a client address or network for --allow / [fastagi] allow (%s)"
+                             % (printable(entry, 80), error)) from None
+    return tuple(networks)
 
 
-def make_server(config, host, port, pool_size, log):
-    pool = DatabasePool(config.database, pool_size)
+def _address(address) -> str:
+    return ("[%s]:%d" if ":" in address[0] else "%s:%d") % address[:2]
 
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self):
-            self.connection.settimeout(IDLE_TIMEOUT)
-            rfile = self.connection.makefile("r", encoding="utf-8", errors="replace", newline="\n")
-            wfile = self.connection.makefile("w", encoding="utf-8", errors="replace", newline="\n")
+
+class _Cut(OSError):
+    """A client went past a limit; the channel takes it for a hangup."""
+
+
+class _Client:
+    """One call's socket as pyst2 reads and writes it (readline, write, flush), within
+    the connection's deadline and line limit. What cut it off stays in .problem."""
+
+    def __init__(self, connection, received, deadline, limits):
+        self.connection = connection
+        self.deadline = deadline
+        self.limits = limits
+        self.problem = None
+        self._buffer = bytearray(received)
+
+    def readline(self) -> str:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 or len(self._buffer) > self.limits.max_line:
+                if not 0 <= end < self.limits.max_line:
+                    raise self._cut("a line longer than %d bytes" % self.limits.max_line)
+                line = bytes(self._buffer[:end + 1])
+                del self._buffer[:end + 1]
+                return line.decode("utf-8", "replace")
+            self.connection.settimeout(self._left())
             try:
-                answer_connection(rfile, wfile, config, pool, log)
-            finally:
-                for stream in (wfile, rfile):
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass  # Asterisk closed first
+                data = self.connection.recv(RECEIVE_SIZE)
+            except socket.timeout:
+                raise self._late() from None
+            if not data:  # end of stream: what is left, then ''
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                return line.decode("utf-8", "replace")
+            self._buffer += data
 
-    server = _Server((host, port), Handler)
-    server.pool = pool
-    return server
+    def write(self, text: str) -> int:
+        self.connection.settimeout(self._left())
+        try:
+            self.connection.sendall(text.encode("utf-8", "replace"))
+        except socket.timeout:
+            raise self._late() from None
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client left first
+        self.connection.close()
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self._late()
+        return left
+
+    def _late(self):
+        return self._cut("still open at its deadline (%g s)" % self.limits.deadline)
+
+    def _cut(self, problem):
+        self.problem = problem
+        return _Cut(problem)
 
 
-def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None):
+class _Arrival:
+    """A connection whose environment is still being read."""
+    __slots__ = ("connection", "address", "accepted", "received", "scanned", "lines")
+
+    def __init__(self, connection, address, accepted):
+        self.connection, self.address, self.accepted = connection, address, accepted
+        self.received = bytearray()
+        self.scanned = 0  # bytes of received that are whole lines
+        self.lines = 0
+
+    def take(self, data, limits):
+        """Add bytes; True once the environment is complete, a problem text when a limit
+        is passed, None while more is due. The end is the first line that is only
+        white space: the channel's reader stops there or earlier."""
+        self.received += data
+        if len(self.received) > limits.max_environment_bytes:
+            return "an environment larger than %d bytes" % limits.max_environment_bytes
+        while True:
+            end = self.received.find(b"\n", self.scanned)
+            if (end if end >= 0 else len(self.received)) - self.scanned > limits.max_line:
+                return "a line longer than %d bytes" % limits.max_line
+            if end < 0:
+                return None
+            line = self.received[self.scanned:end]
+            self.scanned = end + 1
+            if not line.strip():
+                return True
+            self.lines += 1
+            if self.lines > limits.max_environment_lines:
+                return "more than %d environment lines" % limits.max_environment_lines
+
+
+class Limits:
+    """What one client may take: see the module's constants."""
+
+    def __init__(self, max_connections=MAX_CONNECTIONS, deadline=DEADLINE, environment_timeout=ENVIRONMENT_TIMEOUT,
+                 max_line=MAX_LINE, max_environment_lines=MAX_ENVIRONMENT_LINES,
+                 max_environment_bytes=MAX_ENVIRONMENT_BYTES):
+        self.max_connections = max_connections
+        self.deadline = deadline
+        self.environment_timeout = min(environment_timeout, deadline)
+        self.max_line = max_line
+        self.max_environment_lines = max_environment_lines
+        self.max_environment_bytes = max_environment_bytes
+
+
+class Server:
+    """The listening socket, the reception (serve_forever) and the calls' threads.
+    serve_forever / shutdown / server_close / server_address as socketserver's."""
+
+    def __init__(self, config, address, pool, log, allow, limits):
+        self.config, self.pool, self.log, self.allow, self.limits = config, pool, log, allow, limits
+        family, sockaddr = address
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(sockaddr)
+            self.socket.listen(256)  # a burst of calls must queue, not see dropped SYNs (1 s retransmit)
+        except OSError as error:
+            self.socket.close()
+            raise ServeError("cannot listen on %s: %s" % (_address(sockaddr), error.strerror or error)) from None
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()[:2]
+        self._arrivals = {}  # socket -> _Arrival, oldest first
+        self._calls = set()  # threads of the calls in progress
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    # -- the reception ---------------------------------------------------------------
+    def serve_forever(self, poll_interval=0.5):
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.socket, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    wait = poll_interval
+                    if self._arrivals:
+                        wait = max(0.0, min(wait, self._oldest().accepted + self.limits.environment_timeout
+                                            - time.monotonic()))
+                    events = selector.select(wait)
+                    # Environments that are there first: new connections cannot push them out.
+                    for key, _ in sorted(events, key=lambda event: event[0].data is None):
+                        if key.data is None:
+                            self._accept(selector)
+                        elif key.data.connection in self._arrivals:
+                            self._receive(selector, key.data)
+                    self._expire(selector)
+                for arrival in list(self._arrivals.values()):
+                    self._drop(selector, arrival)
+        finally:
+            self._stop.clear()
+            self._stopped.set()
+
+    def _accept(self, selector):
+        for _ in range(ACCEPT_BATCH):
+            try:
+                connection, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # out of file descriptors: the backlog waits
+                self.log("cannot accept a connection: %s" % (error.strerror or error))
+                return
+            if not self._allowed(address[0]):
+                self.log("refused %s: not an allowed client (--allow / [fastagi] allow)" % _address(address))
+                connection.close()
+                continue
+            if len(self._arrivals) + len(self._calls) >= self.limits.max_connections:
+                if not self._arrivals:
+                    self.log("refused %s: %d calls in progress (--max-connections)"
+                             % (_address(address), len(self._calls)))
+                    connection.close()
+                    continue
+                self._drop(selector, self._oldest(), "no environment yet and %d connections open (--max-connections)"
+                           % self.limits.max_connections)
+            connection.setblocking(False)
+            arrival = _Arrival(connection, address, time.monotonic())
+            self._arrivals[connection] = arrival
+            selector.register(connection, selectors.EVENT_READ, arrival)
+
+    def _allowed(self, host) -> bool:
+        if not self.allow:
+            return True
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        address = getattr(address, "ipv4_mapped", None) or address
+        return any(address in network for network in self.allow)
+
+    def _receive(self, selector, arrival):
+        try:
+            data = arrival.connection.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # reset by the client
+        if not data:
+            self._drop(selector, arrival)  # gone before its environment: nothing to tell
+            return
+        outcome = arrival.take(data, self.limits)
+        if outcome is True:
+            self._start_call(selector, arrival)
+        elif outcome:
+            self._drop(selector, arrival, outcome)
+
+    def _expire(self, selector):
+        since = time.monotonic() - self.limits.environment_timeout
+        while self._arrivals and self._oldest().accepted <= since:
+            self._drop(selector, self._oldest(), "no complete environment within %g s" % self.limits.environment_timeout)
+
+    def _oldest(self):
+        return next(iter(self._arrivals.values()))
+
+    def _drop(self, selector, arrival, problem=None):
+        if problem:
+            self.log("dropped %s: %s" % (_address(arrival.address), problem))
+        selector.unregister(arrival.connection)
+        del self._arrivals[arrival.connection]
+        arrival.connection.close()
+
+    # -- the calls -------------------------------------------------------------------------
+    def _start_call(self, selector, arrival):
+        selector.unregister(arrival.connection)
+        del self._arrivals[arrival.connection]
+        client = _Client(arrival.connection, arrival.received, arrival.accepted + self.limits.deadline, self.limits)
+        thread = threading.Thread(target=self._call, args=(client, arrival.address),
+                                  name="call %s" % _address(arrival.address))
+        with self._lock:
+            self._calls.add(thread)
+        thread.start()
+
+    def _call(self, client, address):
+        try:
+            answer_connection(client, client, self.config, self.pool, self.log)
+        except OSError:
+            pass  # a reset, or a limit the reader already noted
+        except Exception:
+            self.handle_error(client.connection, address)
+        finally:
+            if client.problem:
+                self.log("cut off %s: %s" % (_address(address), client.problem))
+            client.close()
+            with self._lock:
+                self._calls.discard(threading.current_thread())
+
+    def handle_error(self, request, client_address):
+        """A bug met on one connection: one line, never a traceback (the call is lost)."""
+        error = sys.exc_info()[1]
+        self.log("internal error on %s: %s: %s" % (_address(client_address), type(error).__name__,
+                                                   printable(error, 200)))
+
+    # -- stopping ----------------------------------------------------------------------------
+    def shutdown(self):
+        """Stop accepting (connections without their environment are closed); returns
+        when serve_forever has."""
+        self._stop.set()
+        self._stopped.wait()
+
+    def server_close(self):
+        """Close the listening socket and wait for the calls in flight (each ends by its
+        deadline at the latest)."""
+        self.socket.close()
+        while True:
+            with self._lock:
+                calls = list(self._calls)
+            if not calls:
+                return
+            for thread in calls:
+                thread.join()
+
+
+def listen_address(host, port):
+    """(family, sockaddr) to bind for HOST:PORT; ServeError when it does not resolve."""
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0,
+                                                       socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as error:
+        raise ServeError("cannot listen on %s: %s" % (printable(host, 80), getattr(error, "strerror", None) or error))
+    return family, sockaddr
+
+
+def make_server(config, host, port, pool_size, log, allow=None, **limits):
+    """The server, bound, not yet serving. allow: client addresses or networks (None:
+    the config's [fastagi] allow); limits: Limits' keyword arguments. A listening
+    address other than loopback needs an allowlist (ServeError)."""
+    networks = allowed_networks(config.fastagi.allow if allow is None else allow)
+    address = listen_address(host, port)
+    if not networks and not ipaddress.ip_address(address[1][0].split("%", 1)[0]).is_loopback:
+        raise ServeError("listening on %s needs the clients allowed to connect: --allow ADDRESS[/BITS] "
+                         "or [fastagi] allow" % _address(address[1]))
+    return Server(config, address, DatabasePool(config.database, pool_size), log, networks, Limits(**limits))
+
+
+def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None, allow=None, **limits):
     """Serve until SIGTERM or SIGINT, then finish the calls in flight and return."""
     log = log or stderr_log
-    server = make_server(config, host, port, pool_size, log)
+    server = make_server(config, host, port, pool_size, log, allow, **limits)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
-    log("listening on %s:%d (pool of %d database connections)" % (host, server.server_address[1], pool_size))
+    log("listening on %s (pool of %d database connections, at most %d connections, deadline %g s, clients: %s)"
+        % (_address(server.server_address), pool_size, server.limits.max_connections, server.limits.deadline,
+           ", ".join(map(str, server.allow)) or "any on this host"))
     if ready is not None:
         ready(server.server_address)
     stop.wait()
@@ -128,5 +462,6 @@ def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None
 
 
 def stderr_log(message):
-    """One line per event: systemd's journal takes stderr."""
-    print("vipsticky serve: %s" % message, file=sys.stderr, flush=True)
+    """One line per event: systemd's journal takes stderr (one write: threads never mix lines)."""
+    sys.stderr.write("vipsticky serve: %s\n" % message)
+    sys.stderr.flush()

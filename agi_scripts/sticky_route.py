@@ -10,8 +10,8 @@ An agent is stored and dialled only when it matches [sticky] agents (per queue i
 """
 import sys
 
-from .call import BadArgument, Script, check_count, number_and_queue
-from .rules import agent_allowed
+from .call import BadArgument, Script, check_count, number_and_queue, warn
+from .rules import agent_allowed, printable
 
 # DEVICE_STATE values that mean "ringing this agent now would only make the caller wait".
 BUSY_STATES = frozenset(("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "INVALID"))
@@ -33,6 +33,9 @@ def lookup(channel, args, config, database):
     key, queue = number_and_queue(channel, args, config)
     settings = config.sticky.for_queue(queue)
     channel.set("STICKY_DIAL_TIMEOUT", settings.dial_timeout)
+    if queue and channel.evaluate("${QUEUE_EXISTS(%s)}" % queue).strip() == "0":
+        warn(channel, SCRIPT, config, "queue %s does not exist in queues.conf: check the dialplan's queue "
+                                      "argument" % queue)
     agent, status = "", "no-number"
     if key is not None:
         row = database.binding_lookup(key, queue)
@@ -71,6 +74,12 @@ def remember(channel, args, config, database):
     settings = config.sticky.for_queue(queue)
     if not agent_allowed(agent, settings.agents):
         channel.set("STICKY_STATUS", "bad-agent")
+        if not agent:
+            warn(channel, SCRIPT, config, "no agent to bind: ${MEMBERINTERFACE} is empty; set setinterfacevar=yes "
+                                          "in queues.conf for queue %s" % (queue or "(any)"))
+        else:
+            warn(channel, SCRIPT, config, "agent %s not bound: it matches no [sticky] agents pattern (%s)"
+                 % (printable(agent), ", ".join(settings.agents)))
         return
     database.remember(key, queue, agent, settings.ttl)
     channel.set("STICKY_STATUS", "stored")

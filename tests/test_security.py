@@ -51,7 +51,7 @@ def test_injected_caller_id_through_an_unfiltered_dialplan_fails_open(setup, tem
     script = template.split(",")[0]
     call = setup.run(script, agi_split(template, NUMBER + ",," + FOREIGN), asterisk=queue_with([AGENT]))
     assert_failed_open(call, script)
-    assert "arguments where" in call.verbose[0] and "FILTER" in call.verbose[0], call.verbose
+    assert "arguments where" in call.warnings[0] and "FILTER" in call.warnings[0], call.warnings
     assert bindings(setup) == []
 
 

@@ -1,0 +1,362 @@
+"""Helpers shared by the test files (fixtures live in conftest.py).
+
+Import them as `from utils import ...`: pytest puts tests/ on sys.path when it loads
+tests/conftest.py (rootdir-based "prepend" import mode, tests/ is no package).
+
+- the shared MariaDB: SERVER_URL, server_params(), server_connection();
+- Setup (one test's database, config file and environment) and build_setup();
+- the CLI: vipsticky(where, *args), one_line(), assert_one_error_line();
+- what a finished call must look like: assert_clean(), assert_failed_open(),
+  check_vip_call() / vip_result();
+- servers: BlackHole (a database that never answers), FastAGIServer (make_server in a
+  thread), AllIdle (every device idle);
+- report_problems(): one assertion listing what went wrong in a batch of calls.
+"""
+import os
+import socket
+import socketserver
+import sqlite3
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import pymysql
+import pytest
+
+from agi_scripts.asterisk_standin import Asterisk, Peer, script_command
+from agi_scripts.config import NumberPlan, load, parse_database_url
+from agi_scripts.database import Database
+from agi_scripts.dialects import MySQL
+from agi_scripts.fastagi import make_server
+from agi_scripts.schema import install_schema
+import private_mariadb
+
+SERVER_URL = os.environ.get("VIPSTICKY_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+DIALECTS = ("sqlite", "mariadb")
+PLAN = NumberPlan()  # the default number rules (Russia, area code 3843)
+CLI_TIMEOUT = 120
+# One call of each script, for tests that run every script against one database.
+NUMBER = "+79120000001"
+AGENT = "PJSIP/alena"
+ONE_CALL_EACH = (
+    ("vip_or_not", [NUMBER]),
+    ("sticky_route", ["lookup", NUMBER]),
+    ("sticky_route", ["remember", NUMBER, "", AGENT]),
+    ("delnum", [NUMBER]),
+)
+# What each script sets when it fails (default normal_priority 5).
+FAIL_OPEN = {
+    "vip_or_not": {"QUEUE_PRIO": "5", "VIP": "0", "VIP_LABEL": ""},
+    "sticky_route": {"STICKY_AGENT": "", "STICKY_STATUS": "error"},
+    "delnum": {"DELNUM_STATUS": "error"},
+}
+VIP_VARIABLES = ("QUEUE_PRIO", "VIP", "VIP_LABEL")
+free_port = private_mariadb.free_port  # a TCP port on 127.0.0.1 where nothing listens
+
+
+# -- the shared MariaDB -------------------------------------------------------------------
+def server_params(**overrides) -> dict:
+    """pymysql.connect() keyword arguments for the shared server, no database selected:
+    the package's own connect parameters, without its per-call read/write timeouts (a
+    test's own connection may wait as long as the statement needs)."""
+    params = MySQL.connect_params(parse_database_url(SERVER_URL), database=None, connect_timeout=5,
+                                  read_timeout=None, write_timeout=None)
+    params.update(overrides)
+    return params
+
+
+def server_connection(database=None):
+    """A connection of the test's own to the shared server (or one of its databases)."""
+    try:
+        return pymysql.connect(**server_params(database=database))
+    except pymysql.err.OperationalError as error:
+        pytest.fail("MariaDB at %s is not reachable (%s): start it (.ci/run does)" % (SERVER_URL, error.args[-1]))
+
+
+def write_config(path, url, connect_timeout=2, extra="") -> None:
+    """A config file with the database url, its connect_timeout and extra INI text."""
+    with open(path, "w") as handle:
+        handle.write("[database]\nurl = %s\nconnect_timeout = %s\n%s" % (url, connect_timeout, extra))
+
+
+# -- one test's database ------------------------------------------------------------------
+@dataclass
+class Setup:
+    """One test's database, config file and process environment."""
+    dialect: str
+    url: str
+    path: str  # config file
+    env: Dict[str, str]
+    mysql_database: Optional[str] = None
+
+    @property
+    def config(self):
+        return load(self.path)
+
+    def database(self, **options) -> Database:
+        return Database(self.config.database, **options)
+
+    def rewrite(self, extra: str = "", connect_timeout=2) -> None:
+        """Rewrite the config file with the same database url plus extra INI text."""
+        write_config(self.path, self.url, connect_timeout, extra)
+
+    def connection(self):
+        """A connection of the test's own, outside the package, to look at and seed the tables."""
+        if self.dialect == "sqlite":
+            return sqlite3.connect(self.config.database.path, isolation_level=None, timeout=10)
+        return server_connection(self.mysql_database)
+
+    def query(self, *statements):
+        """Rows of each SELECT, read straight from the database (not through the code under
+        test), plus the database clock's now: (rows of statement 1, ..., now)."""
+        now = "CAST((julianday('now') - 2440587.5) * 86400 AS INTEGER)" if self.dialect == "sqlite" \
+            else "UNIX_TIMESTAMP()"
+        connection = self.connection()
+        try:
+            cursor = connection.cursor()
+            results = []
+            for statement in statements + ("SELECT " + now,):
+                cursor.execute(statement)
+                results.append(cursor.fetchall())
+            cursor.close()
+        finally:
+            connection.close()
+        return tuple(results[:-1]) + (int(results[-1][0][0]),)
+
+    def run(self, script, args, asterisk: Optional[Asterisk] = None, hangup=None, callerid="", **options):
+        """Run an installed per-call script against this setup, as Asterisk does."""
+        return Peer(asterisk, hangup=hangup).run_script(script, list(args), callerid=callerid,
+                                                        process_env=self.env, **options)
+
+
+def make_mysql_database(request) -> str:
+    """A fresh database on the shared server, dropped when the test ends."""
+    name = "vs_%s" % uuid.uuid4().hex[:12]
+    connection = server_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE DATABASE %s CHARACTER SET utf8mb4" % name)
+    connection.close()
+
+    def drop():
+        final = server_connection()
+        with final.cursor() as cursor:
+            cursor.execute("DROP DATABASE IF EXISTS %s" % name)
+        final.close()
+    request.addfinalizer(drop)
+    return name
+
+
+def build_setup(dialect, request, tmp_path, extra="", install=True) -> Setup:
+    if dialect == "sqlite":
+        url, database_name = "sqlite:///%s" % (tmp_path / "vipsticky.sqlite3"), None
+    else:
+        database_name = make_mysql_database(request)
+        base = SERVER_URL.rsplit("/", 1)[0]
+        url = "%s/%s" % (base, database_name)
+    path = str(tmp_path / "vipsticky.conf")
+    setup = Setup(dialect=dialect, url=url, path=path, env=dict(os.environ, VIPSTICKY_CONFIG=path),
+                  mysql_database=database_name)
+    setup.rewrite(extra)
+    if install:
+        install_into(setup.config)
+    return setup
+
+
+def install_into(config, addressbook=False) -> List[str]:
+    """install_schema on the config's database; the lines it reports."""
+    database = Database(config.database)
+    try:
+        return install_schema(database, config, addressbook=addressbook)
+    finally:
+        database.close()
+
+
+# -- the vipsticky command ------------------------------------------------------------------
+def vipsticky(where, *args, timeout=CLI_TIMEOUT):
+    """Run the installed `vipsticky` console script as an admin does. `where` gives the
+    environment: a Setup (or anything with .env), an environment dict, or None (this one)."""
+    env = where if isinstance(where, dict) or where is None else where.env
+    return subprocess.run(script_command("vipsticky") + list(args), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def lines(text) -> List[str]:
+    """The lines of text that are not blank."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def one_line(text) -> str:
+    found = text.splitlines()
+    assert len(found) == 1, text
+    return found[0]
+
+
+def assert_one_error_line(result, what):
+    """A refused command: exit != 0, one line on stderr starting with 'vipsticky:', no traceback."""
+    assert result.returncode != 0, (what, result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, (what, result.stderr)
+    line = result.stderr.strip()
+    assert line, (what, "nothing on stderr")
+    assert "\n" not in line and "\r" not in line, (what, result.stderr)
+    assert line.startswith("vipsticky:"), (what, result.stderr)
+
+
+# -- what a finished call must look like ---------------------------------------------------
+def assert_clean(call):
+    """What every call must look like, whatever it did: it finished, exit 0, nothing on
+    stderr, only well-formed AGI commands, and never a HANGUP."""
+    assert not call.timed_out, call
+    assert call.exit_code == 0, call
+    assert call.stderr == "", call
+    assert call.malformed == [], call
+    assert not any(command.upper().startswith("HANGUP") for command in call.commands), call
+    return call
+
+
+def assert_failed_open(call, script, limit=None, fail_open=None):
+    """A clean call that failed: one WARNING 'vipsticky SCRIPT: ...; failing open' for the
+    Asterisk log, the script's fail-open values and, with a limit, done within `limit` seconds."""
+    assert_clean(call)
+    assert len(call.warnings) == 1, call.warnings
+    assert call.warnings[0].startswith("vipsticky %s: " % script), call.warnings
+    assert call.warnings[0].endswith("; failing open"), call.warnings
+    for name, value in (fail_open or FAIL_OPEN[script]).items():
+        assert call.variables.get(name) == value, (name, call.variables)
+    if limit is not None:
+        assert call.elapsed < limit, "took %.2f s, limit %.2f s" % (call.elapsed, limit)
+    return call
+
+
+def check_vip_call(call, verbose=0):
+    """What every vip_or_not call must look like: clean, exactly three SET VARIABLE
+    commands (plus `verbose` VERBOSE lines) for QUEUE_PRIO, VIP and VIP_LABEL."""
+    assert_clean(call)
+    sets = [command for command in call.commands if command.upper().startswith("SET VARIABLE ")]
+    assert len(sets) == 3, call.commands
+    assert len(call.verbose) == verbose, call.verbose
+    assert len(call.commands) == 3 + verbose, call.commands
+    assert set(call.variables) == set(VIP_VARIABLES)
+    return call
+
+
+def vip_result(call):
+    """(QUEUE_PRIO, VIP, VIP_LABEL) of a vip_or_not call."""
+    return tuple(call.variables[name] for name in VIP_VARIABLES)
+
+
+def vip_of(setup, args, callerid=""):
+    """(QUEUE_PRIO, VIP, VIP_LABEL) of one vip_or_not call on setup, which must pass check_vip_call."""
+    return vip_result(check_vip_call(setup.run("vip_or_not", args, callerid=callerid)))
+
+
+def report_problems(problems: List[str], total: int, what="calls", shown=15) -> None:
+    assert not problems, "%d of %d %s went wrong; the first ones:\n%s" % (
+        len(problems), total, what, "\n".join(problems[:shown]))
+
+
+# -- servers ----------------------------------------------------------------------------------
+class AllIdle(dict):
+    """Device states where every device is NOT_INUSE, whatever the agent."""
+
+    def get(self, key, default=None):
+        return "NOT_INUSE"
+
+
+class BlackHole:
+    """A TCP server that never says a word. accept=True: it accepts every connection
+    and keeps it open; accept=False: it only listens (the kernel completes the
+    handshakes its backlog allows, later SYNs are dropped; backlog 0 by default)."""
+
+    def __init__(self, accept: bool = True, backlog: Optional[int] = None):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(backlog if backlog is not None else (64 if accept else 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = []
+        self._stop = threading.Event()
+        self._thread = None
+        if accept:
+            self.listener.settimeout(0.05)
+            self._thread = threading.Thread(target=self._accept, daemon=True)
+            self._thread.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        for connection in self.accepted:
+            connection.close()
+        self.listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class FastAGIServer:
+    """The real FastAGI server (make_server) on a free loopback port, served in a thread.
+    `log` holds its log lines; `errors` what socketserver's handle_error saw (it would
+    print a traceback)."""
+    CLOSE_WAIT = 15
+
+    def __init__(self, config, pool_size=2):
+        self.log: List[str] = []
+        self.errors: List[str] = []
+        self.server = make_server(config, "127.0.0.1", 0, pool_size, self.log.append)
+        self.server.handle_error = self._handle_error
+        self.address = self.server.server_address
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.closed = None
+
+    def _handle_error(self, request, address):
+        self.errors.append(traceback.format_exc())
+        socketserver.BaseServer.handle_error(self.server, request, address)
+
+    def call(self, script, args, asterisk=None, hangup=None, callerid="", timeout=20):
+        """One call, as Asterisk's AGI(agi://host:port/script) makes it."""
+        return Peer(asterisk, hangup=hangup).call_fastagi(self.address, script, list(args), callerid=callerid,
+                                                          timeout=timeout)
+
+    def close(self, check=True) -> float:
+        """Stop serving; returns how long server_close took (it waits for calls in flight).
+        check: fail when it still waits after CLOSE_WAIT seconds."""
+        if self.closed is not None:
+            return self.closed
+        self.server.shutdown()
+        started = time.monotonic()
+        closer = threading.Thread(target=self.server.server_close, daemon=True)
+        closer.start()
+        closer.join(timeout=self.CLOSE_WAIT)
+        stuck = closer.is_alive()
+        self.closed = time.monotonic() - started
+        self.server.pool.close()
+        self.thread.join(10)
+        if check:
+            assert not stuck, "server_close still waits for a call after %d s" % self.CLOSE_WAIT
+        return self.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close(check=exc_type is None)
+        return False
