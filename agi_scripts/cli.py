@@ -6,6 +6,7 @@ command line was wrong). The per-call scripts never import this module.
 """
 import csv
 import json
+import re
 import sys
 
 import click
@@ -274,6 +275,20 @@ def bindings_delete(context, number, queue):
     key = context.key(number)
     removed = context.database.forget(key, queue)
     say("%d binding%s of %s deleted" % (removed, "" if removed == 1 else "s", key))
+
+
+@bindings.command("move-technology")
+@click.argument("old")
+@click.argument("new")
+@pass_context
+def bindings_move_technology(context, old, new):
+    """Rebind every OLD/name agent to NEW/name, e.g. SIP PJSIP: the move every chan_sip site
+    makes before Asterisk 21, which has no chan_sip."""
+    for technology in (old, new):
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,31}$", technology):
+            raise Failure("%s is not a channel technology such as SIP or PJSIP" % json.dumps(technology[:40]))
+    moved = context.database.move_technology(old, new)
+    say("%d binding%s moved from %s/ to %s/" % (moved, "" if moved == 1 else "s", old, new))
 
 
 @cli.command("install-agi")

@@ -158,10 +158,22 @@ class Database:
 
     # -- sticky bindings --------------------------------------------------------
     def binding_lookup(self, key: str, queue: str) -> tuple[str, int] | None:
-        """(agent, seconds_left) of the binding for (key, queue); seconds_left <= 0 means
-        expired (purge has not run yet): the caller must not be routed by it."""
-        return self.run("SELECT agent, expires_at - %s FROM %s WHERE number = %%s AND queue = %%s"
-                         % (self.dialect.NOW, BINDINGS), (key, queue), fetch="one")
+        """(agent, seconds_left) of the binding that serves key in queue: the queue's own,
+        else the global scope's (a binding made without a queue, such as one upgraded
+        from the original setup, serves every queue that has no live binding of its own).
+        seconds_left <= 0 means expired (purge has not run yet): never route by it."""
+        return self.run("SELECT agent, expires_at - {now} FROM {t} WHERE number = %s AND queue IN (%s, '') "
+                        "ORDER BY expires_at <= {now}, queue = '' LIMIT 1".format(now=self.dialect.NOW, t=BINDINGS),
+                        (key, queue), fetch="one")
+
+    def move_technology(self, old: str, new: str) -> int:
+        """Bindings to OLD/name become NEW/name (SIP/ to PJSIP/ before Asterisk 21 drops
+        chan_sip); returns how many."""
+        rows = self.run("SELECT id, agent FROM %s WHERE agent LIKE %%s" % BINDINGS, (old + "/%",), fetch="all")
+        moved = [(new + agent[len(old):], row_id) for row_id, agent in rows if agent.startswith(old + "/")]
+        if moved:
+            self.transaction([("UPDATE %s SET agent = %%s WHERE id = %%s" % BINDINGS, row) for row in moved])
+        return len(moved)
 
     def remember(self, key: str, queue: str, agent: str, ttl: int) -> None:
         """Bind key to agent in queue's scope until now + ttl (one upsert statement)."""

@@ -7,17 +7,14 @@ Times are compared with the database clock (Database.now()), never the test's.
 """
 import json
 import os
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pymysql
 import pytest
 
-from agi_scripts.peer import Asterisk, Peer
+from agi_scripts.asterisk_standin import Asterisk, Peer
+from utils import AllIdle, assert_clean, vipsticky
 
 NUMBER = "89130751580"
 KEY = "79130751580"
@@ -35,21 +32,11 @@ ORIGINAL_DDL = {
 
 
 # -- helpers ---------------------------------------------------------------------------
-def raw_connection(setup):
-    """A connection of our own, outside the package, to look at and seed the tables."""
-    settings = setup.config.database
-    if settings.dialect == "sqlite":
-        return sqlite3.connect(settings.path, isolation_level=None, timeout=10)
-    return pymysql.connect(host=settings.host, port=settings.port, user=settings.user,
-                           password=settings.password or "", database=settings.database,
-                           autocommit=True, ssl_disabled=True, connect_timeout=5)
-
-
 def sql(setup, statement, params=(), many=False):
     """Run one statement on the test's database; returns the fetched rows as tuples."""
     if setup.dialect == "sqlite":
         statement = statement.replace("%s", "?")
-    connection = raw_connection(setup)
+    connection = setup.connection()
     try:
         cursor = connection.cursor()
         if many and setup.dialect == "sqlite":
@@ -102,25 +89,10 @@ def columns(setup, table):
                       "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position", (table,))
 
 
-def cli(setup, *args):
-    command = os.path.join(os.path.dirname(sys.executable), "vipsticky")
-    return subprocess.run([command] + list(args), env=setup.env, capture_output=True, text=True, timeout=120)
-
-
 def cli_json(setup, *args):
-    done = cli(setup, *args)
+    done = vipsticky(setup, *args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def clean(call):
-    """What every call must look like, whatever it did: exit 0, well-formed AGI, quiet."""
-    assert call.exit_code == 0, call
-    assert not call.timed_out, call
-    assert call.malformed == [], call
-    assert call.stderr == "", call
-    assert not any(command.upper().startswith("HANGUP") for command in call.commands), call
-    return call
 
 
 def available(*agents, queue=None, paused=False, state="NOT_INUSE"):
@@ -130,7 +102,7 @@ def available(*agents, queue=None, paused=False, state="NOT_INUSE"):
 
 
 def remember(setup, number=NUMBER, queue="", agent="PJSIP/alena", asterisk=None):
-    return clean(setup.run("sticky_route", ["remember", number, queue, agent], asterisk=asterisk))
+    return assert_clean(setup.run("sticky_route", ["remember", number, queue, agent], asterisk=asterisk))
 
 
 def bind(setup, number=NUMBER, queue="", agent="PJSIP/alena"):
@@ -147,7 +119,7 @@ def seed(setup, key=KEY, queue="", agent="PJSIP/alena", ttl=86400):
 
 def lookup(setup, number=NUMBER, queue=None, asterisk=None):
     args = ["lookup", number] + ([] if queue is None else [queue])
-    return clean(setup.run("sticky_route", args, asterisk=asterisk or Asterisk()))
+    return assert_clean(setup.run("sticky_route", args, asterisk=asterisk or Asterisk()))
 
 
 def set_variables(call):
@@ -172,7 +144,7 @@ def test_lookup_found_with_unknown_device_state(setup):
 
 def test_lookup_uses_caller_id_without_number_argument(setup):
     bind(setup, number="+7 913 075 15 80")
-    call = clean(setup.run("sticky_route", ["lookup"], asterisk=available("PJSIP/alena"), callerid=NUMBER))
+    call = assert_clean(setup.run("sticky_route", ["lookup"], asterisk=available("PJSIP/alena"), callerid=NUMBER))
     assert call.variables["STICKY_STATUS"] == "found"
     assert call.variables["STICKY_AGENT"] == "PJSIP/alena"
 
@@ -190,15 +162,29 @@ def test_lookup_none(setup):
 def test_lookup_expired_before_purge(setup):
     setup.rewrite("[queue q1]\nttl = 1\n")
     bind(setup, queue="q1")
-    bind(setup, queue="")  # global scope: default ttl, still live
+    bind(setup, queue="q2")  # another queue: default ttl, still live
     time.sleep(2.1)
     call = lookup(setup, queue="q1", asterisk=available("PJSIP/alena", queue="q1"))
     assert call.variables == {"STICKY_DIAL_TIMEOUT": "20", "STICKY_AGENT": "", "STICKY_STATUS": "expired"}
     # purge has not run: the row is still there, it is only not used
-    assert [(n, q, a) for n, q, a, _, _ in bindings_rows(setup)] == [(KEY, "", "PJSIP/alena"),
-                                                                    (KEY, "q1", "PJSIP/alena")]
-    call = lookup(setup, asterisk=available("PJSIP/alena"))
+    assert [(n, q, a) for n, q, a, _, _ in bindings_rows(setup)] == [(KEY, "q1", "PJSIP/alena"),
+                                                                    (KEY, "q2", "PJSIP/alena")]
+    call = lookup(setup, queue="q2", asterisk=available("PJSIP/alena", queue="q2"))
     assert call.variables["STICKY_STATUS"] == "found"
+
+
+def test_a_global_binding_serves_queues_without_a_live_binding_of_their_own(setup):
+    """The rule for bindings upgraded from the original setup (global scope) and for
+    remember without a queue: the queue's own live binding first, else the global one."""
+    setup.rewrite("[queue q1]\nttl = 1\n")
+    bind(setup, queue="q1", agent="PJSIP/alena")
+    bind(setup, queue="", agent="PJSIP/boris")
+    asterisk = Asterisk(devices=AllIdle(), queues={"q1": {"PJSIP/alena": False, "PJSIP/boris": False},
+                                                   "q2": {"PJSIP/alena": False, "PJSIP/boris": False}})
+    assert lookup(setup, queue="q1", asterisk=asterisk).variables["STICKY_AGENT"] == "PJSIP/alena"
+    assert lookup(setup, queue="q2", asterisk=asterisk).variables["STICKY_AGENT"] == "PJSIP/boris"
+    time.sleep(2.1)  # q1's own binding expires: the global one serves q1 too
+    assert lookup(setup, queue="q1", asterisk=asterisk).variables["STICKY_AGENT"] == "PJSIP/boris"
 
 
 @pytest.mark.parametrize("state", BUSY_STATES)
@@ -260,7 +246,7 @@ def test_lookup_no_number(setup, number):
                                   ["lookup", NUMBER, "${EVIL}"]])
 def test_lookup_error_fails_open(setup, args):
     seed(setup)
-    call = clean(setup.run("sticky_route", args, asterisk=available("PJSIP/alena")))
+    call = assert_clean(setup.run("sticky_route", args, asterisk=available("PJSIP/alena")))
     assert call.variables.get("STICKY_STATUS") == "error", call
     assert call.variables.get("STICKY_AGENT") == "", call
     assert len(call.verbose) == 1, call
@@ -276,7 +262,7 @@ def test_lookup_error_when_database_is_missing(tmp_path):
     path = tmp_path / "broken.conf"
     path.write_text("[database]\nurl = sqlite:///%s\nconnect_timeout = 1\n" % (tmp_path / "missing" / "x.sqlite3"))
     env = dict(os.environ, VIPSTICKY_CONFIG=str(path))
-    call = clean(Peer(available("PJSIP/alena")).run_script("sticky_route", ["lookup", NUMBER], process_env=env))
+    call = assert_clean(Peer(available("PJSIP/alena")).run_script("sticky_route", ["lookup", NUMBER], process_env=env))
     assert call.variables.get("STICKY_STATUS") == "error"
     assert call.variables.get("STICKY_AGENT") == ""
     assert not (tmp_path / "missing").exists()  # a call never creates a database
@@ -306,7 +292,7 @@ def test_remember_stores_agent_from_argument_as_given(setup, agent):
 @pytest.mark.parametrize("fourth", [None, ""])
 def test_remember_defaults_to_memberinterface(setup, agent, fourth):
     args = ["remember", NUMBER, "q1"] + ([] if fourth is None else [fourth])
-    call = clean(setup.run("sticky_route", args, asterisk=Asterisk(variables={"MEMBERINTERFACE": agent})))
+    call = assert_clean(setup.run("sticky_route", args, asterisk=Asterisk(variables={"MEMBERINTERFACE": agent})))
     assert call.variables == {"STICKY_STATUS": "stored"}
     assert len(set_variables(call)) == 1, call.commands
     assert [c for c in call.commands if c.upper().startswith("GET VARIABLE")] == ['GET VARIABLE "MEMBERINTERFACE"']
@@ -315,14 +301,14 @@ def test_remember_defaults_to_memberinterface(setup, agent, fourth):
 
 
 def test_remember_argument_wins_over_memberinterface(setup):
-    call = clean(setup.run("sticky_route", ["remember", NUMBER, "q1", "PJSIP/boris"],
+    call = assert_clean(setup.run("sticky_route", ["remember", NUMBER, "q1", "PJSIP/boris"],
                            asterisk=Asterisk(variables={"MEMBERINTERFACE": "PJSIP/alena"})))
     assert call.variables == {"STICKY_STATUS": "stored"}
     assert [(n, a) for n, _, a, _, _ in bindings_rows(setup)] == [(KEY, "PJSIP/boris")]
 
 
 def test_remember_without_queue_is_global_scope(setup):
-    call = clean(setup.run("sticky_route", ["remember", NUMBER],
+    call = assert_clean(setup.run("sticky_route", ["remember", NUMBER],
                            asterisk=Asterisk(variables={"MEMBERINTERFACE": "PJSIP/alena"})))
     assert call.variables == {"STICKY_STATUS": "stored"}
     assert [(n, q, a) for n, q, a, _, _ in bindings_rows(setup)] == [(KEY, "", "PJSIP/alena")]
@@ -339,7 +325,7 @@ def test_remember_bad_agent_writes_nothing(setup, agent):
 @pytest.mark.parametrize("member", ["PJSIP/a&PJSIP/b", "alena", None])
 def test_remember_bad_memberinterface_writes_nothing(setup, member):
     variables = {} if member is None else {"MEMBERINTERFACE": member}
-    call = clean(setup.run("sticky_route", ["remember", NUMBER, "q1"], asterisk=Asterisk(variables=variables)))
+    call = assert_clean(setup.run("sticky_route", ["remember", NUMBER, "q1"], asterisk=Asterisk(variables=variables)))
     assert call.variables == {"STICKY_STATUS": "bad-agent"}
     assert bindings_rows(setup) == []
 
@@ -363,7 +349,7 @@ def test_anonymous_callers_are_never_bound(setup):
 
     def one(item):
         args, callerid = item
-        return clean(setup.run("sticky_route", ["remember"] + args, callerid=callerid,
+        return assert_clean(setup.run("sticky_route", ["remember"] + args, callerid=callerid,
                                asterisk=Asterisk(variables={"MEMBERINTERFACE": "PJSIP/alena"})))
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(one, calls))
@@ -459,11 +445,11 @@ def scopes(setup, key=KEY):
 
 def test_delnum_with_queue_deletes_that_scope_only(setup):
     seed_three_scopes(setup)
-    call = clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
+    call = assert_clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
     assert call.variables == {"DELNUM_STATUS": "deleted"}
     assert scopes(setup) == ["", "q2"]
     assert scopes(setup, OTHER_KEY) == ["q1"]
-    call = clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
+    call = assert_clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
     assert call.variables == {"DELNUM_STATUS": "none"}
     assert scopes(setup) == ["", "q2"]
 
@@ -471,7 +457,7 @@ def test_delnum_with_queue_deletes_that_scope_only(setup):
 @pytest.mark.parametrize("args", [[NUMBER], [NUMBER, ""], []])
 def test_delnum_without_queue_deletes_every_scope(setup, args):
     seed_three_scopes(setup)
-    call = clean(setup.run("delnum", args, asterisk=Asterisk(), callerid="+7 913 075 15 80"))
+    call = assert_clean(setup.run("delnum", args, asterisk=Asterisk(), callerid="+7 913 075 15 80"))
     assert call.variables == {"DELNUM_STATUS": "deleted"}
     assert scopes(setup) == []
     assert scopes(setup, OTHER_KEY) == ["q1"]
@@ -480,24 +466,24 @@ def test_delnum_without_queue_deletes_every_scope(setup, args):
 
 def test_delnum_none_and_no_number(setup):
     seed(setup, key=OTHER_KEY)
-    call = clean(setup.run("delnum", [NUMBER], asterisk=Asterisk()))
+    call = assert_clean(setup.run("delnum", [NUMBER], asterisk=Asterisk()))
     assert call.variables == {"DELNUM_STATUS": "none"}
     for number in ("anonymous", "", "201", "garbage"):
-        call = clean(setup.run("delnum", [number], asterisk=Asterisk()))
+        call = assert_clean(setup.run("delnum", [number], asterisk=Asterisk()))
         assert call.variables == {"DELNUM_STATUS": "no-number"}, number
     assert scopes(setup, OTHER_KEY) == [""]
 
 
 def test_delnum_bad_queue_is_error(setup):
     seed(setup, queue="q1")
-    call = clean(setup.run("delnum", [NUMBER, "a,b"], asterisk=Asterisk()))
+    call = assert_clean(setup.run("delnum", [NUMBER, "a,b"], asterisk=Asterisk()))
     assert call.variables == {"DELNUM_STATUS": "error"}
     assert scopes(setup) == ["q1"]
 
 
 def test_delnum_plays_beep_after_the_delete(setup):
     seed(setup, queue="q1")
-    call = clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
+    call = assert_clean(setup.run("delnum", [NUMBER, "q1"], asterisk=Asterisk()))
     assert call.played == ["beep"]
     status = [i for i, c in enumerate(call.commands) if c.upper().startswith("SET VARIABLE") and "DELNUM_STATUS" in c]
     stream = [i for i, c in enumerate(call.commands) if c.upper().startswith("STREAM FILE")]
@@ -508,7 +494,7 @@ def test_delnum_plays_beep_after_the_delete(setup):
 def test_delnum_with_missing_sound_still_unbinds_and_never_hangs_up(setup):
     seed(setup, queue="q1")
     seed(setup, queue="q2")
-    call = clean(setup.run("delnum", [NUMBER], asterisk=Asterisk(sounds=set())))
+    call = assert_clean(setup.run("delnum", [NUMBER], asterisk=Asterisk(sounds=set())))
     assert call.variables.get("DELNUM_STATUS") == "deleted"
     assert call.played == []
     assert any(c.upper().startswith("STREAM FILE") for c in call.commands)  # it did try
@@ -519,7 +505,7 @@ def test_delnum_with_missing_sound_still_unbinds_and_never_hangs_up(setup):
 def test_delnum_custom_sound(setup):
     setup.rewrite("[sticky]\nunbind_sound = custom/ok\n")
     seed(setup)
-    call = clean(setup.run("delnum", [NUMBER], asterisk=Asterisk(sounds={"beep", "custom/ok"})))
+    call = assert_clean(setup.run("delnum", [NUMBER], asterisk=Asterisk(sounds={"beep", "custom/ok"})))
     assert call.variables == {"DELNUM_STATUS": "deleted"}
     assert call.played == ["custom/ok"]
     assert bindings_rows(setup) == []
@@ -529,19 +515,15 @@ def test_delnum_custom_sound(setup):
 def test_delnum_caller_hangs_up_binding_still_deleted(setup, way):
     # the caller pressed * and hung up at once: the delete comes first, the script exits cleanly
     seed(setup, queue="q1")
-    call = setup.run("delnum", [NUMBER], asterisk=Asterisk(), hangup=(0, way))
-    assert call.exit_code == 0 and not call.timed_out, call
-    assert call.stderr == "", call
+    call = assert_clean(setup.run("delnum", [NUMBER], asterisk=Asterisk(), hangup=(0, way)))
     assert not any("HANGUP" in c.upper() for c in call.commands), call.commands
     assert bindings_rows(setup) == []
 
 
 @pytest.mark.parametrize("way", ["sighup", "eof"])
 def test_remember_hangup_at_first_command_exits_cleanly(setup, way):
-    call = setup.run("sticky_route", ["remember", NUMBER, "q1", "PJSIP/alena"], asterisk=Asterisk(),
-                     hangup=(0, way))
-    assert call.exit_code == 0 and not call.timed_out, call
-    assert call.stderr == "", call
+    assert_clean(setup.run("sticky_route", ["remember", NUMBER, "q1", "PJSIP/alena"], asterisk=Asterisk(),
+                           hangup=(0, way)))
     assert [(n, q, a) for n, q, a, _, _ in bindings_rows(setup)] == [(KEY, "q1", "PJSIP/alena")]
 
 
@@ -553,12 +535,12 @@ def test_purge_deletes_only_expired(setup):
     insert_binding(setup, "79130000003", "q1", "PJSIP/c", now - 100, now + 86300)
     insert_binding(setup, "79130000004", "", "PJSIP/d", now - 86000, now + 120)  # live a little longer
     seed(setup, queue="q2")
-    done = cli(setup, "purge")
+    done = vipsticky(setup, "purge")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "purged 2 expired bindings"
     assert sorted((n, q) for n, q, _, _, _ in bindings_rows(setup)) == [
         ("79130000003", "q1"), ("79130000004", ""), (KEY, "q2")]
-    done = cli(setup, "purge")
+    done = vipsticky(setup, "purge")
     assert done.returncode == 0 and done.stdout.strip() == "purged 0 expired bindings"
 
 
@@ -571,7 +553,7 @@ def test_purge_many_expired_rows_in_batches(setup):
     live = [("7923%07d" % i, "q1", "PJSIP/live", now, now + 1000 + i) for i in range(3)]
     sql(setup, "INSERT INTO numbers_remember (number, queue, agent, last_contact, expires_at) "
                "VALUES (%s, %s, %s, %s, %s)", live, many=True)
-    done = cli(setup, "purge")
+    done = vipsticky(setup, "purge")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "purged 2500 expired bindings"
     assert sorted(n for n, _, _, _, _ in bindings_rows(setup)) == sorted(row[0] for row in live)
@@ -586,7 +568,7 @@ def test_lookup_never_returns_expired_binding_purged_or_not(setup):
         call = lookup(setup, queue=queue, asterisk=asterisk)
         assert call.variables["STICKY_STATUS"] == "expired"
         assert call.variables["STICKY_AGENT"] == ""
-    assert cli(setup, "purge").stdout.strip() == "purged 2 expired bindings"
+    assert vipsticky(setup, "purge").stdout.strip() == "purged 2 expired bindings"
     for queue in ("q1", None):
         call = lookup(setup, queue=queue, asterisk=asterisk)
         assert call.variables["STICKY_STATUS"] == "none"
@@ -599,8 +581,7 @@ def run_at_once(setup, argument_lists):
     tests: 100 Python processes on a small (and possibly busy) machine may starve each
     other of CPU, and a call that fails open on its time budget is not what is tested
     here; a duplicate-key error, a deadlock or a lost row is."""
-    with open(setup.path, "w") as handle:
-        handle.write("[database]\nurl = %s\nconnect_timeout = 30\n" % setup.url)
+    setup.rewrite(connect_timeout=30)
     barrier = threading.Barrier(len(argument_lists))
 
     def one(args):
@@ -660,7 +641,7 @@ def snapshot(setup):
 @pytest.mark.parametrize("dialect", ["mariadb", "sqlite"])
 def test_upgrade_from_original_table(make_setup, dialect):
     setup, now, original_rows = original_setup(make_setup, dialect)
-    done = cli(setup, "install-schema")
+    done = vipsticky(setup, "install-schema")
     assert done.returncode == 0, done.stderr
     assert "upgraded" in done.stdout
     assert {"numbers_remember", "numbers_remember_original"} <= set(tables(setup))
@@ -692,7 +673,7 @@ def test_upgrade_from_original_table(make_setup, dialect):
 
     # rerunning changes nothing
     before = snapshot(setup)
-    again = cli(setup, "install-schema")
+    again = vipsticky(setup, "install-schema")
     assert again.returncode == 0, again.stderr
     assert "upgraded" not in again.stdout
     assert snapshot(setup) == before
@@ -707,17 +688,36 @@ def test_upgrade_from_original_table(make_setup, dialect):
 @pytest.mark.parametrize("dialect", ["mariadb", "sqlite"])
 def test_upgrade_legacy_technology(make_setup, dialect):
     setup, now, _ = original_setup(make_setup, dialect, "[sticky]\nlegacy_technology = PJSIP\n")
-    done = cli(setup, "install-schema")
+    done = vipsticky(setup, "install-schema")
     assert done.returncode == 0, done.stderr
     call = lookup(setup, number="89130751580", asterisk=available("PJSIP/alena", "SIP/alena"))
     assert call.variables["STICKY_AGENT"] == "PJSIP/alena"
     assert call.variables["STICKY_STATUS"] == "found"
 
 
+@pytest.mark.parametrize("dialect", ["mariadb", "sqlite"])
+def test_upgraded_bindings_serve_the_shipped_dialplans_queue(make_setup, dialect):
+    """Both example dialplans look up in queue support; the upgraded bindings are global."""
+    setup, _, _ = original_setup(make_setup, dialect)
+    done = vipsticky(setup, "install-schema")
+    assert "global scope (they serve every queue)" in done.stdout and "technology SIP/" in done.stdout
+    in_support = Asterisk(devices=AllIdle(), queues={"support": {"SIP/alena": False, "PJSIP/alena": False}})
+    call = lookup(setup, number="89130751580", queue="support", asterisk=in_support)
+    assert (call.variables["STICKY_STATUS"], call.variables["STICKY_AGENT"]) == ("found", "SIP/alena")
+    moved = vipsticky(setup, "bindings", "move-technology", "SIP", "PJSIP")
+    assert moved.returncode == 0 and moved.stdout == "3 bindings moved from SIP/ to PJSIP/\n", moved  # expired ones too
+    call = lookup(setup, number="89130751580", queue="support", asterisk=in_support)
+    assert (call.variables["STICKY_STATUS"], call.variables["STICKY_AGENT"]) == ("found", "PJSIP/alena")
+    again = vipsticky(setup, "bindings", "move-technology", "SIP", "PJSIP")
+    assert again.stdout == "0 bindings moved from SIP/ to PJSIP/\n"
+    refused = vipsticky(setup, "bindings", "move-technology", "SIP", "PJSIP/x")
+    assert refused.returncode == 1 and "not a channel technology" in refused.stderr
+
+
 def test_install_schema_on_new_schema_reports_no_upgrade(setup):
     bind(setup, queue="q1")
     before = bindings_rows(setup)
-    done = cli(setup, "install-schema")
+    done = vipsticky(setup, "install-schema")
     assert done.returncode == 0, done.stderr
     assert "upgraded" not in done.stdout
     assert "numbers_remember_original" not in tables(setup)
@@ -726,7 +726,7 @@ def test_install_schema_on_new_schema_reports_no_upgrade(setup):
 
 # -- CLI -----------------------------------------------------------------------------------------------
 def test_cli_bindings_list_empty(setup):
-    done = cli(setup, "bindings", "list", "--json")
+    done = vipsticky(setup, "bindings", "list", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
 
@@ -735,7 +735,7 @@ def test_cli_bindings_set_list_delete(setup):
     for args in (["bindings", "set", NUMBER, "PJSIP/alena", "--queue", "q1"],
                  ["bindings", "set", "+7 913 075 15 80", "PJSIP/boris", "--queue", "q2"],
                  ["bindings", "set", OTHER, "PJSIP/alena"]):
-        done = cli(setup, *args)
+        done = vipsticky(setup, *args)
         assert done.returncode == 0, done.stderr
     now = db_now(setup)
     insert_binding(setup, "79990000000", "q1", "PJSIP/alena", now - 90000, now - 10)  # expired: never listed
@@ -770,20 +770,20 @@ def test_cli_bindings_set_list_delete(setup):
     assert cli_json(setup, "lookup", "+7 999 000 00 00", "--json")["bindings"] == []  # expired only
     assert cli_json(setup, "lookup", "anonymous", "--json")["bindings"] == []
 
-    done = cli(setup, "bindings", "delete", NUMBER, "--queue", "q1")
+    done = vipsticky(setup, "bindings", "delete", NUMBER, "--queue", "q1")
     assert done.returncode == 0, done.stderr
     assert sorted((b["key"], b["queue"]) for b in cli_json(setup, "bindings", "list", "--json")) == [
         (OTHER_KEY, ""), (KEY, "q2")]
     bind(setup, queue="", agent="PJSIP/carol")
-    done = cli(setup, "bindings", "delete", NUMBER)  # every scope
+    done = vipsticky(setup, "bindings", "delete", NUMBER)  # every scope
     assert done.returncode == 0, done.stderr
     assert [(b["key"], b["queue"]) for b in cli_json(setup, "bindings", "list", "--json")] == [(OTHER_KEY, "")]
 
 
 def test_cli_bindings_set_refreshes_and_uses_queue_ttl(setup):
     setup.rewrite("[queue q1]\nttl = 100\n")
-    assert cli(setup, "bindings", "set", NUMBER, "PJSIP/alena", "--queue", "q1").returncode == 0
-    assert cli(setup, "bindings", "set", NUMBER, "PJSIP/boris", "--queue", "q1").returncode == 0
+    assert vipsticky(setup, "bindings", "set", NUMBER, "PJSIP/alena", "--queue", "q1").returncode == 0
+    assert vipsticky(setup, "bindings", "set", NUMBER, "PJSIP/boris", "--queue", "q1").returncode == 0
     [(number, queue, agent, last_contact, expires_at)] = bindings_rows(setup)
     assert (number, queue, agent, expires_at - last_contact) == (KEY, "q1", "PJSIP/boris", 100)
 
@@ -800,7 +800,7 @@ def test_cli_bindings_set_refreshes_and_uses_queue_ttl(setup):
 def test_cli_bad_number_or_agent(setup, args):
     seed(setup, queue="q1")
     before = bindings_rows(setup)
-    done = cli(setup, *args)
+    done = vipsticky(setup, *args)
     assert done.returncode != 0
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.strip()
