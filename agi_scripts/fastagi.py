@@ -15,9 +15,10 @@ complete:
 - connections open at once (reception and calls together); at the cap the one that
   has waited longest for its environment makes room, so idle connections cost a
   file descriptor, never a thread, and cannot keep a real call out;
-- one deadline per connection, from accept to close, whatever the client trickles;
+- one deadline per connection, from accept to close, whatever the client trickles
+  (a database statement in progress is bounded by connect_timeout instead);
 - line length and environment size, on every byte read;
-- database connections: a call lends one only for its one statement, and a call that
+- database connections: a call borrows one for each statement only, and a call that
   finds all of them busy fails open instead of opening another.
 """
 import ipaddress
@@ -309,8 +310,9 @@ class Server:
                 connection, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as error:  # out of file descriptors: the backlog waits
+            except OSError as error:  # out of file descriptors: the backlog waits a moment
                 self.log("cannot accept a connection: %s" % (error.strerror or error))
+                self._stop.wait(0.5)
                 return
             if not self._allowed(address[0]):
                 self.log("refused %s: not an allowed client (--allow / [fastagi] allow)" % _address(address))
@@ -376,7 +378,13 @@ class Server:
                                   name="call %s" % _address(arrival.address))
         with self._lock:
             self._calls.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as error:  # no thread to be had: this call only is lost
+            self.log("cannot answer %s: %s" % (_address(arrival.address), error))
+            with self._lock:
+                self._calls.discard(thread)
+            client.close()
 
     def _call(self, client, address):
         try:
