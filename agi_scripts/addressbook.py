@@ -5,11 +5,15 @@ vipsticky's side table (database.AB_KEYS), which the per-call lookup reads.
 """
 from __future__ import annotations
 
+import json
+
 from .config import Config, NumberPlan, VipSettings
 from .database import AB_KEYS, LIVE, Database, DatabaseError, addressbook_tables
 from .number_keys import SURROUNDING_WHITESPACE
 
 PHONE_COLUMNS = ("home", "mobile", "work", "fax", "phone2")
+GROUP_INDEX = "vipsticky_entry"  # the one index vipsticky adds to PHP Address Book (address_in_groups)
+UNUSABLE_SHOWN = 50  # entries without a key listed by install and sync; the rest are counted
 # Every string parameter and variable of the routines and triggers names its character
 # set: without one it takes the database's default (latin1 in an old database), and a
 # Cyrillic name then fails with error 1366 inside the trigger. LONGTEXT holds whatever a
@@ -49,17 +53,86 @@ def install(database: Database, config: Config) -> list[str]:
     if not needed <= columns:
         raise DatabaseError("table %s lacks column(s) %s" % (names["addressbook"],
                                                             ", ".join(sorted(needed - columns))))
-    for sql in statements(config.numbers, config.vip):
+    for sql in statements(config.numbers, config.vip) + [plan_statement(config.numbers)]:
         database.run(sql)
-    database.run(database.dialect.upsert("vipsticky_meta", ("name", "value"), ("name",)),
-                 ("number_plan", plan_signature(config.numbers)))
-    count = sync(database, config.vip)
-    return ["address-book triggers on %s installed; %d number keys indexed" % (names["addressbook"], count)]
+    done = ["address-book triggers on %s installed for the number plan %s"
+            % (names["addressbook"], plan_signature(config.numbers))]
+    return done + indexed(database, config.vip)
 
+
+def update(database: Database, config: Config) -> list[str]:
+    """`vipsticky vip sync`: function and triggers made anew when they were made for
+    another [numbers] plan (or are missing), then the index rebuilt from the address
+    book. Returns what was done and the entries that give no key, one line each."""
+    if installed_number_plan(database) != plan_signature(config.numbers) or \
+            set(trigger_names(config.vip).values()) - set(database.triggers()):
+        return install(database, config)
+    return indexed(database, config.vip)
+
+
+def indexed(database: Database, vip: VipSettings) -> list[str]:
+    """Rebuild the index; one line with the count, then one per entry that gives no key."""
+    lines = ["%d address-book number keys indexed" % sync(database, vip)]
+    unusable = entries_without_key(database, vip)
+    for entry_id, name, column, value in unusable[:UNUSABLE_SHOWN]:
+        lines.append("entry %d (%s) %s = %s gives no number key: fix it in PHP Address Book"
+                     % (entry_id, name, column, json.dumps(value[:80], ensure_ascii=False)))
+    if len(unusable) > UNUSABLE_SHOWN:
+        lines.append("... and %d more entries that give no number key" % (len(unusable) - UNUSABLE_SHOWN))
+    return lines
+
+
+def entries_without_key(database: Database, vip: VipSettings) -> list[tuple[int, str, str, str]]:
+    """(id, name, phone column, value) of every live entry whose phone field holds
+    something that is no usable number (a note beside it, two numbers in one field)."""
+    names = addressbook_tables(vip)
+    found = []
+    for column in PHONE_COLUMNS:
+        rows = database.run(
+            "SELECT a.id, {label}, a.{column} FROM {ab} a WHERE {live} AND TRIM(a.{column}) <> '' "
+            "AND vipsticky_number_key(a.{column}) IS NULL".format(
+                label=LABEL % {"r": "a"}, column=column, ab=names["addressbook"], live=LIVE % {"t": "a"}),
+            fetch="all")
+        found.extend((int(entry_id), name or "", column, value) for entry_id, name, value in rows)
+    return sorted(found)
+
+
+def remove(database: Database, vip: VipSettings) -> list[str]:
+    """Everything vipsticky added to PHP Address Book's database, gone: the triggers, the
+    routines, the side table, the index on address_in_groups and the meta rows. PHP
+    Address Book's tables are left as they were before install."""
+    names = addressbook_tables(vip)
+    work = ["DROP TRIGGER IF EXISTS %s" % trigger for trigger in trigger_names(vip).values()]
+    work += ["DROP PROCEDURE IF EXISTS vipsticky_ab_apply", "DROP FUNCTION IF EXISTS vipsticky_number_key",
+             "DROP TABLE IF EXISTS %s" % AB_KEYS,
+             "DROP INDEX IF EXISTS %s ON %s" % (GROUP_INDEX, names["address_in_groups"])]
+    for sql in work:
+        database.run(sql)
+    if "vipsticky_meta" in database.tables():
+        database.run("DELETE FROM vipsticky_meta WHERE name IN ('number_plan', %s, %s)", (FAILURES, LAST_FAILURE))
+    return ["removed from %s: triggers %s, function vipsticky_number_key, procedure vipsticky_ab_apply, "
+            "table %s, index %s on %s" % (database.settings.safe_url, ", ".join(trigger_names(vip).values()),
+                                           AB_KEYS, GROUP_INDEX, names["address_in_groups"])]
+
+
+def plan_statement(plan: NumberPlan) -> str:
+    """Records the plan the function was made for (`vipsticky doctor` compares it)."""
+    return ("INSERT INTO vipsticky_meta (name, value) VALUES ('number_plan', '%s') "
+            "ON DUPLICATE KEY UPDATE value = VALUES(value)" % plan_signature(plan))
+
+
+def script(config: Config) -> str:
+    """The address-book add-on as a script for the mysql client (install-schema --sql
+    --addressbook), for a DBA; its last statement records the number plan."""
+    lines = ["-- vipsticky PHP Address Book add-on for the number plan %s" % plan_signature(config.numbers),
+             "-- (after the core schema; then fill the index: vipsticky vip sync)", "DELIMITER ;;"]
+    lines.extend(sql + ";;" for sql in statements(config.numbers, config.vip) + [plan_statement(config.numbers)])
+    lines.append("DELIMITER ;")
+    return "\n".join(lines) + "\n"
 
 
 def sync(database: Database, vip: VipSettings) -> int:
-    """Rebuild the address-book key index from the address book (MySQL only)."""
+    """Rebuild the address-book key index from the address book; the number of keys."""
     names = addressbook_tables(vip)
     work = [("DELETE FROM %s" % AB_KEYS, ()),
             ("DELETE FROM vipsticky_meta WHERE name IN (%s, %s)", (FAILURES, LAST_FAILURE))]
@@ -212,6 +285,5 @@ def statements(plan: NumberPlan, vip: VipSettings) -> list[str]:
         statements.append("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW BEGIN %s %s END"
                           % (trigger, event, ab, swallow, body))
     # The group join looks entries up by id: give it an index if PHP Address Book has none.
-    statements.append("CREATE INDEX IF NOT EXISTS vipsticky_entry ON %s (id, domain_id)"
-                      % names["address_in_groups"])
+    statements.append("CREATE INDEX IF NOT EXISTS %s ON %s (id, domain_id)" % (GROUP_INDEX, names["address_in_groups"]))
     return statements

@@ -13,7 +13,7 @@ import click
 
 from . import config as config_module
 from . import fastagi
-from .addressbook import sync as sync_addressbook
+from .addressbook import remove as remove_addressbook, script as addressbook_script, update as update_addressbook
 from .config import ConfigError
 from .database import Database, DatabaseError
 from .demo import run_demo
@@ -88,7 +88,8 @@ def install_schema_command(context, addressbook, print_sql, user):
     if addressbook and config.database.dialect != "mysql":
         raise Failure("--addressbook needs a mysql:// database url: PHP Address Book lives in MySQL/MariaDB")
     if print_sql:
-        click.echo(schema_script(config.database.dialect, config, addressbook=addressbook), nl=False)
+        click.echo(schema_script(config.database.dialect) + (addressbook_script(config) if addressbook else ""),
+                   nl=False)
         return
     handover = None
     if config.database.dialect == "sqlite":
@@ -214,11 +215,24 @@ def vip_import(context, csv_file):
 @vip.command("sync")
 @pass_context
 def vip_sync(context):
-    """Rebuild the PHP Address Book number index (after a bulk change made with
-    triggers off, or a changed [numbers] plan: rerun install-schema --addressbook)."""
+    """Bring the PHP Address Book index to the current [numbers] plan (function and
+    triggers made anew when made for another plan) and rebuild it; lists the entries
+    that give no number key."""
     if context.config.database.dialect != "mysql":
         raise Failure("vip sync needs the PHP Address Book on MySQL/MariaDB; the database url is SQLite")
-    say("%d address-book number keys indexed" % sync_addressbook(context.database, context.config.vip))
+    for line in update_addressbook(context.database, context.config):
+        say(line)
+
+
+@vip.command("uninstall-addressbook")
+@pass_context
+def vip_uninstall_addressbook(context):
+    """Remove everything vipsticky added to PHP Address Book's database (triggers, function,
+    procedure, the key table, one index); PHP Address Book's own tables are left as before."""
+    if context.config.database.dialect != "mysql":
+        raise Failure("the address book lives in MySQL/MariaDB; the database url is SQLite")
+    for line in remove_addressbook(context.database, context.config.vip):
+        say(line)
 
 
 @cli.command()
@@ -292,20 +306,30 @@ def bindings_move_technology(context, old, new):
 
 
 @cli.command("install-agi")
-@click.option("--agi-dir", default="/var/lib/asterisk/agi-bin", show_default=True, type=click.Path(file_okay=False))
-def install_agi(agi_dir):
-    """Link vip_or_not, sticky_route and delnum into Asterisk's agi-bin."""
-    for line in link_agi_scripts(agi_dir):
+@click.option("--asterisk-conf", metavar="PATH",
+              help="asterisk.conf whose astagidir gets the links (default: /etc/asterisk/asterisk.conf, "
+                   "else /var/lib/asterisk/agi-bin).")
+@click.option("--agi-dir", default=None, type=click.Path(file_okay=False), help="This folder, not astagidir.")
+def install_agi(asterisk_conf, agi_dir):
+    """Link vip_or_not, sticky_route and delnum into Asterisk's agi-bin (astagidir)."""
+    from .asterisk_host import read_asterisk_conf
+    for line in link_agi_scripts(agi_dir or read_asterisk_conf(asterisk_conf).agi_dir):
         say(line)
 
 
 @cli.command()
 @click.option("--user", default="asterisk", show_default=True, help="The user Asterisk runs as.")
-@click.option("--agi-dir", default="/var/lib/asterisk/agi-bin", show_default=True, type=click.Path(file_okay=False))
+@click.option("--asterisk-conf", metavar="PATH",
+              help="asterisk.conf: astagidir, runuser; passed to asterisk -C (default: /etc/asterisk/asterisk.conf).")
+@click.option("--agi-dir", default=None, type=click.Path(file_okay=False), help="This folder, not astagidir.")
+@click.option("--asterisk", "asterisk_binary", metavar="PATH",
+              help="The asterisk binary for asterisk -rx (default: asterisk on PATH).")
 @pass_context
-def doctor(context, user, agi_dir):
-    """Check the config file, the database and the agi-bin links; say what to fix."""
-    checks = Doctor(context.config_path or config_module.config_path(), user, agi_dir)
+def doctor(context, user, asterisk_conf, agi_dir, asterisk_binary):
+    """Prove a call works as Asterisk's user (each script run once with a test number), check
+    the config, database, agi-bin links and a running Asterisk's queues and * feature; say what to fix."""
+    checks = Doctor(context.config_path or config_module.config_path(), user, agi_dir, asterisk_conf,
+                    asterisk_binary)
     healthy = checks.run()
     for good, text in checks.findings:
         say(("ok   " if good else "FIX  ") + text)
@@ -328,7 +352,7 @@ def demo(keep):
                    "or anyone on a loopback --listen).")
 @click.option("--pool", "pool_size", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Database connections kept open; a call that finds all busy fails open.")
-@click.option("--max-connections", type=click.IntRange(1, 10000), default=fastagi.MAX_CONNECTIONS,
+@click.option("--max-connections", type=click.IntRange(1, 1000), default=fastagi.MAX_CONNECTIONS,
               show_default=True, help="Connections open at once; the longest idle one makes room.")
 @click.option("--deadline", type=click.FloatRange(0.5, 3600), default=fastagi.DEADLINE, show_default=True,
               help="Seconds a connection may stay open, environment and commands together.")

@@ -4,7 +4,7 @@ Safe to rerun. `install-schema --sql` prints the same statements for a DBA.
 """
 from __future__ import annotations
 
-from .addressbook import install as install_addressbook, plan_signature, statements as addressbook_statements
+from .addressbook import install as install_addressbook
 from .config import Config
 from .database import BINDINGS, Database, DatabaseError
 from .dialects import DIALECTS
@@ -88,8 +88,8 @@ def schema_statements(dialect: str) -> list[str]:
     ]
 
 
-def schema_script(dialect: str, config: Config, addressbook: bool = False) -> str:
-    """The statements install-schema runs, as a script for the mysql/sqlite3 client,
+def schema_script(dialect: str) -> str:
+    """The core statements install-schema runs, as a script for the mysql/sqlite3 client,
     for a DBA who applies schema changes by hand (the legacy-table upgrade is not in
     it: that converts rows in Python)."""
     lines = ["-- vipsticky schema version %d for %s, written by `vipsticky install-schema --sql`" % (
@@ -97,12 +97,6 @@ def schema_script(dialect: str, config: Config, addressbook: bool = False) -> st
     lines.extend(sql + ";" for sql in schema_statements(dialect))
     lines.append(DIALECTS[dialect].upsert("vipsticky_meta", ("name", "value"), ("name",)).replace(
         "%s, %s", "'schema_version', '%d'" % SCHEMA_VERSION) + ";")
-    if addressbook:
-        lines.append("-- PHP Address Book index, number plan: %s" % plan_signature(config.numbers))
-        lines.append("DELIMITER ;;")
-        lines.extend(sql + ";;" for sql in addressbook_statements(config.numbers, config.vip))
-        lines.append("DELIMITER ;")
-        lines.append("-- then fill the index: vipsticky vip sync")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@ sync in between, the triggers must have done the work.
 """
 import json
 import random
-import subprocess
+import re
 import time
 
 import pymysql
@@ -15,14 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 import addressbook_ddl as ddl
+from agi_scripts.addressbook import AB_KEYS
 from agi_scripts.cli import cli
-from agi_scripts.config import NumberPlan
-from agi_scripts.db import _KEY, AB_KEYS, _vip_query
-from agi_scripts.numbers import number_key
-from agi_scripts.peer import script_command
-from conftest import server_params
+from agi_scripts.database import KEY, vip_query
+from agi_scripts.number_keys import number_key
+from utils import PLAN, check_vip_call, install_into, one_line, vip_of, vipsticky
 
-PLAN = NumberPlan()
 ADDRESSBOOK = "[vip]\nsource = addressbook\n"
 GROUPS = "[vip]\nsource = addressbook\ngroups = Gold:20, Silver:15\n"
 NOT_VIP = ("5", "0", "")
@@ -35,7 +33,7 @@ class AddressBook:
     def __init__(self, setup, variant, prefix=""):
         self.variant = variant
         self.prefix = prefix
-        self.connection = pymysql.connect(database=setup.mysql_database, **server_params())
+        self.connection = setup.connection()
         self.execute("SET SESSION sql_mode = %s", (ddl.SQL_MODE_PHP,))
         self.statements = ddl.edit_statements(variant, prefix)
         # PHP stamps deprecated = now(); two stamps of one entry in one second collide on
@@ -132,28 +130,18 @@ def book(make_setup):
 
 
 def install_addressbook(setup):
-    database = setup.database()
-    try:
-        return database.install_schema(setup.config, addressbook=True)
-    finally:
-        database.close()
+    return install_into(setup.config, addressbook=True)
 
 
 def vip(setup, number):
-    """(QUEUE_PRIO, VIP, VIP_LABEL) of one call, which must be clean."""
-    call = setup.run("vip_or_not", [number])
-    assert not call.timed_out
-    assert call.exit_code == 0
-    assert call.stderr == ""
-    assert call.malformed == []
-    assert call.verbose == [], call.verbose
-    assert len(call.commands) == 3
-    return call.variables["QUEUE_PRIO"], call.variables["VIP"], call.variables["VIP_LABEL"]
+    """(QUEUE_PRIO, VIP, VIP_LABEL) of one call, which must be clean (no VERBOSE, three SETs)."""
+    return vip_of(setup, [number])
 
 
-def vipsticky(setup, *args):
-    return subprocess.run(script_command("vipsticky") + list(args), env=setup.env, capture_output=True,
-                          text=True, timeout=120)
+def expect_vips(setup, expected):
+    """vip() of each number is what expected maps it to."""
+    for number, outcome in expected.items():
+        assert vip(setup, number) == outcome, number
 
 
 TWO_VARIANTS = pytest.mark.parametrize("variant", ["classic", "current"])
@@ -208,9 +196,7 @@ def test_interim_add_and_deprecate(book):
 def test_label_from_web_form_cannot_inject(book):
     setup, php = book("current")
     php.add(firstname='Ann "Q"\r\nVERBOSE x', lastname="B\\C", mobile="89130751580")
-    call = setup.run("vip_or_not", ["89130751580"])
-    assert call.exit_code == 0 and call.stderr == "" and call.malformed == [] and call.verbose == []
-    assert len(call.commands) == 3
+    call = check_vip_call(setup.run("vip_or_not", ["89130751580"]))
     label = call.variables["VIP_LABEL"]
     assert "\r" not in label and "\n" not in label
     assert " ".join(label.split()) == 'Ann "Q" VERBOSE x B\\C'
@@ -264,16 +250,14 @@ def test_entries_before_install_are_indexed(book, variant):
         "84951234567": NOT_VIP,
         "654321": ("10", "1", "ACME Ltd"),
     }
-    for number, outcome in expected.items():
-        assert vip(setup, number) == outcome, number
+    expect_vips(setup, expected)
     index = php.index()
     assert [key for key, *_ in index] == ["380441234567", "73843654321", "79130751580"]
 
     again = vipsticky(setup, "install-schema", "--addressbook")  # safe to rerun
     assert again.returncode == 0, again.stderr
     assert php.index() == index
-    for number, outcome in expected.items():
-        assert vip(setup, number) == outcome, number
+    expect_vips(setup, expected)
 
 
 @TWO_VARIANTS
@@ -311,8 +295,7 @@ def test_table_prefix(book):
     php.join(entry, gold)
     assert vip(setup, "89130751580") == ("20", "1", "Pre Fixed")
     php.edit(entry, firstname="Pre", lastname="Edited", mobile="83843123456")
-    assert vip(setup, "89130751580") == NOT_VIP
-    assert vip(setup, "123456") == ("20", "1", "Pre Edited")
+    expect_vips(setup, {"89130751580": NOT_VIP, "123456": ("20", "1", "Pre Edited")})
     php.delete(entry)
     assert vip(setup, "123456") == NOT_VIP
 
@@ -321,9 +304,7 @@ def test_install_without_php_tables_is_one_line(make_setup):
     setup = make_setup("mariadb", extra=ADDRESSBOOK, install=False)
     outcome = vipsticky(setup, "install-schema", "--addressbook")
     assert outcome.returncode == 1
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    assert "addressbook" in lines[0]
+    assert "addressbook" in one_line(outcome.stderr)
 
 
 def test_number_plan_change_needs_a_rerun(book):
@@ -338,6 +319,65 @@ def test_number_plan_change_needs_a_rerun(book):
     assert vip(setup, "84951234567") == ("10", "1", "Seven Digits")
     assert vip(setup, "83843123456") == NOT_VIP
     assert [key for key, *_ in php.index()] == ["74951234567"]
+
+
+def test_vip_sync_brings_function_and_triggers_to_a_changed_plan(book):
+    """0.1: `vip sync` re-indexed with the old SQL function, so the index stayed on the old plan."""
+    setup, php = book("current")
+    php.add(firstname="Seven", lastname="Digits", work="123-45-67")
+    setup.rewrite(ADDRESSBOOK + "[numbers]\narea_code = 495\n")
+    synced = vipsticky(setup, "vip", "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "installed for the number plan cc=7 trunk=8 intl=810,00 national=10 area=495" in synced.stdout
+    assert vip(setup, "84951234567") == ("10", "1", "Seven Digits")
+    php.add(firstname="New", lastname="Entry", mobile="765-43-21")  # the triggers use the new plan too
+    assert vip(setup, "84957654321") == ("10", "1", "New Entry")
+    again = vipsticky(setup, "vip", "sync")
+    assert again.stdout.splitlines()[0] == "2 address-book number keys indexed"
+
+
+def test_entries_that_give_no_key_are_listed(book):
+    setup, php = book("current", install=False)
+    good = php.add(firstname="Ivan", lastname="Petrov", mobile="89130751580")
+    noted = php.add(firstname="Olga", lastname="Work", work="9132223344 (work)")
+    two = php.add(company="Two Numbers Ltd", home="89131112233, 89134445566")
+    php.add(firstname="Empty", lastname="Fields", home="", mobile="   ")
+    for command in (["install-schema", "--addressbook"], ["vip", "sync"]):
+        result = vipsticky(setup, *command)
+        assert result.returncode == 0, result.stderr
+        listed = [line for line in result.stdout.splitlines() if "gives no number key" in line]
+        assert listed == [
+            'entry %d (Olga Work) work = "9132223344 (work)" gives no number key: fix it in PHP Address Book' % noted,
+            'entry %d (Two Numbers Ltd) home = "89131112233, 89134445566" gives no number key: '
+            'fix it in PHP Address Book' % two], result.stdout
+    assert vip(setup, "89130751580") == ("10", "1", "Ivan Petrov") and good
+
+
+def show_create(php):
+    """PHP Address Book's table definitions (the AUTO_INCREMENT counter aside: entries were added)."""
+    return {table: re.sub(r" AUTO_INCREMENT=\d+", "", php.execute("SHOW CREATE TABLE %s" % table)[0][1])
+            for table in PHP_TABLES}
+
+
+@TWO_VARIANTS
+def test_uninstall_leaves_php_address_book_as_it_was(book, variant):
+    setup, php = book(variant, install=False)
+    before = show_create(php)
+    entry = php.add(firstname="Ivan", lastname="Petrov", mobile="89130751580")
+    assert vipsticky(setup, "install-schema", "--addressbook").returncode == 0
+    assert show_create(php) != before  # the index on address_in_groups
+    removed = vipsticky(setup, "vip", "uninstall-addressbook")
+    assert removed.returncode == 0, removed.stderr
+    assert show_create(php) == before
+    database_objects = php.execute(
+        "SELECT 'trigger', trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE() "
+        "UNION ALL SELECT 'routine', routine_name FROM information_schema.routines WHERE routine_schema = DATABASE() "
+        "UNION ALL SELECT 'table', table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+        "AND table_name = %s", (AB_KEYS,))
+    assert database_objects == ()
+    php.edit(entry, firstname="Ivan", lastname="Still", mobile="89130751580")  # PHP Address Book works on
+    assert php.count() >= 1
+    assert vipsticky(setup, "vip", "uninstall-addressbook").returncode == 0  # rerun: nothing left, no error
 
 
 # -- groups, domains, both sources -----------------------------------------------------
@@ -355,11 +395,8 @@ def test_groups(book, variant):
     php.join(both, gold)
     php.join(silvery, silver)
     php.join(bronzed, bronze)
-    assert vip(setup, "+79130000001") == ("20", "1", "G Gold")
-    assert vip(setup, "+79130000002") == ("20", "1", "B Both")
-    assert vip(setup, "+79130000003") == ("15", "1", "S Silver")
-    assert vip(setup, "+79130000004") == NOT_VIP
-    assert vip(setup, "+79130000005") == NOT_VIP
+    expect_vips(setup, {"+79130000001": ("20", "1", "G Gold"), "+79130000002": ("20", "1", "B Both"),
+                        "+79130000003": ("15", "1", "S Silver"), "+79130000004": NOT_VIP, "+79130000005": NOT_VIP})
 
     php.leave(both, gold)
     assert vip(setup, "+79130000002") == ("15", "1", "B Both")
@@ -367,8 +404,7 @@ def test_groups(book, variant):
     assert vip(setup, "+79130000001") == NOT_VIP
     # an edit keeps the memberships (they hang on the id)
     php.edit(silvery, firstname="S", lastname="Silver", mobile="89130000033")
-    assert vip(setup, "+79130000003") == NOT_VIP
-    assert vip(setup, "+79130000033") == ("15", "1", "S Silver")
+    expect_vips(setup, {"+79130000003": NOT_VIP, "+79130000033": ("15", "1", "S Silver")})
     # deleting the entry stamps its memberships too
     php.delete(both)
     assert vip(setup, "+79130000002") == NOT_VIP
@@ -477,9 +513,9 @@ def populate(php, entries=2000, seed=7):
 
 
 def explain(php, config, key):
-    sql, params = _vip_query(config.vip)
+    sql, params = vip_query(config.vip)
     with php.connection.cursor(pymysql.cursors.DictCursor) as cursor:
-        cursor.execute("EXPLAIN " + sql, tuple(key if p is _KEY else p for p in params))
+        cursor.execute("EXPLAIN " + sql, tuple(key if p is KEY else p for p in params))
         return cursor.fetchall()
 
 
@@ -572,7 +608,6 @@ def test_addressbook_source_on_sqlite_is_a_config_error(make_setup, tmp_path, so
     for command in commands:
         outcome = vipsticky(setup, *command)
         assert outcome.returncode != 0, command
-        lines = outcome.stderr.splitlines()
-        assert len(lines) == 1, (command, outcome.stderr)
-        assert "mysql" in lines[0].lower(), (command, lines[0])
+        line = one_line(outcome.stderr)
+        assert "mysql" in line.lower(), (command, line)
         assert outcome.stdout == "", command

@@ -7,14 +7,20 @@ WARNING lines reach the `messages` file of a real Asterisk is shown in tests/e2e
 """
 import os
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from utils import (AGENT, AllIdle, BlackHole, assert_clean, assert_failed_open, assert_one_error_line, free_port,
+import addressbook_ddl as ddl
+
+from utils import (AGENT, SERVER_URL, AllIdle, BlackHole, assert_clean, assert_failed_open, assert_one_error_line, free_port,
                    vip_result, vipsticky, write_config)
-from agi_scripts.asterisk_standin import Asterisk
+from agi_scripts.addressbook import plan_signature, script as addressbook_script
+from agi_scripts.asterisk_standin import Asterisk, Peer
+from agi_scripts.config import from_sections, parse_database_url
+from agi_scripts.schema import schema_script
 
 NUMBER = "79130751580"
 CALLER = "+7 913 075-15-80"
@@ -45,7 +51,6 @@ def test_a_failure_is_one_warning_in_the_asterisk_log(tmp_path):
     path = tmp_path / "vipsticky.conf"
     write_config(path, "mysql://root@127.0.0.1:%d/test" % free_port(), connect_timeout=1)
     env = dict(os.environ, VIPSTICKY_CONFIG=str(path))
-    from agi_scripts.asterisk_standin import Peer
     call = Peer().run_script("vip_or_not", [NUMBER], process_env=env)
     assert_failed_open(call, "vip_or_not")
     assert call.verbose == []  # not a VERBOSE line: Asterisk's default logger.conf drops those from messages
@@ -116,7 +121,6 @@ def outage_calls(tmp_path, breaker_seconds, count=4):
         write_config(path, "mysql://root@127.0.0.1:%d/test" % hole.port, connect_timeout=1,
                      extra="breaker_seconds = %d\n" % breaker_seconds)
         env = dict(os.environ, VIPSTICKY_CONFIG=str(path), XDG_RUNTIME_DIR=str(tmp_path))
-        from agi_scripts.asterisk_standin import Peer
         calls = [assert_failed_open(Peer().run_script("vip_or_not", [NUMBER], process_env=env), "vip_or_not")
                  for _ in range(count)]
     return [call.elapsed for call in calls], calls
@@ -182,8 +186,6 @@ class Forwarder:
 
 
 def test_the_first_success_closes_the_breaker(mariadb, tmp_path):
-    from utils import SERVER_URL
-    from agi_scripts.config import parse_database_url
     server = parse_database_url(SERVER_URL)
     port = free_port()
     url = mariadb.url.replace("%s:%d" % (server.host, server.port), "127.0.0.1:%d" % port)
@@ -203,3 +205,40 @@ def test_the_first_success_closes_the_breaker(mariadb, tmp_path):
         assert assert_clean(mariadb.run("vip_or_not", [NUMBER])).warnings == []
     finally:
         forwarder.close()
+
+
+# -- the SQL scripts for a DBA -------------------------------------------------------------
+def test_sql_folder_holds_the_core_schema_and_the_address_book_add_on_as_generated():
+    """sql/ is what install-schema --sql prints for the default [numbers] plan; the add-on
+    records its plan, so `vipsticky doctor` can tell a stale one."""
+    config = from_sections({})
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sql")
+    expected = {"mysql.sql": schema_script("mysql"), "sqlite.sql": schema_script("sqlite"),
+                "mysql-addressbook.sql": addressbook_script(config)}
+    assert sorted(os.listdir(folder)) == sorted(expected)
+    for name, text in expected.items():
+        with open(os.path.join(folder, name)) as handle:
+            assert handle.read() == text, "sql/%s is stale: regenerate it with vipsticky install-schema --sql" % name
+    assert "'number_plan', '%s'" % plan_signature(config.numbers) in expected["mysql-addressbook.sql"]
+    assert "vipsticky_number_key" not in expected["mysql.sql"]
+
+
+def test_the_dba_route_records_the_plan(make_setup):
+    """install-schema --sql --addressbook run through the mysql client leaves a database
+    that `vip sync` (and the doctor) see as made for this plan."""
+    setup = make_setup("mariadb", "[vip]\nsource = addressbook\n", install=False)
+    connection = setup.connection()
+    with connection.cursor() as cursor:
+        for sql in ddl.ddl("current", ""):
+            cursor.execute(sql)
+    connection.close()
+    printed = vipsticky(setup, "install-schema", "--sql", "--addressbook")
+    assert printed.returncode == 0, printed.stderr
+    server = setup.config.database
+    applied = subprocess.run(["mariadb", "-h", server.host, "-P", str(server.port), "-u", server.user, server.database],
+                             input=printed.stdout, capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, MYSQL_PWD=server.password or ""))
+    assert applied.returncode == 0, applied.stderr
+    synced = vipsticky(setup, "vip", "sync")
+    assert synced.returncode == 0 and synced.stdout.startswith("0 address-book number keys indexed"), synced
+    assert "installed for the number plan" not in synced.stdout  # the plan was recorded: nothing to remake
