@@ -2,20 +2,35 @@
 from __future__ import annotations
 
 import os
+import re
 
-from .addressbook import installed_number_plan, plan_signature, trigger_names
+from .addressbook import installed_number_plan, plan_signature, statements, trigger_failures
+from .asterisk_host import (DEFAULT_AGI_DIR, HELPER_CONTEXTS, INBOUND_CONTEXT, UNBIND_FEATURE, RunningAsterisk,
+                            dialplan_queues, is_true, read_asterisk_conf, read_config)
+from .call_proof import CallPathProof, reserved_number
 from .config import DEFAULT_PATH, ConfigError, load
 from .database import Database, DatabaseError
 from .install import InstallError, can_access, installed_script, user_ids
+from .rules import valid_queue
 from .schema import SCHEMA_VERSION
 from .scripts import NAMES
 
+# What install-schema --addressbook creates, by kind, as its SQL names it.
+CREATED = re.compile(r"^CREATE (TABLE IF NOT EXISTS|FUNCTION|PROCEDURE|TRIGGER) (\w+)")
+ROUTINES = ("SELECT ROUTINE_NAME, ROUTINE_COMMENT FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = DATABASE()")
+
 
 class Doctor:
-    """Checks what a call needs on this host; every finding says what to fix."""
+    """Checks what a call needs on this host; every finding says what to fix.
 
-    def __init__(self, config_path: str, user: str, agi_dir: str):
+    agi_dir None: astagidir of asterisk.conf (asterisk_conf, else the default file). A
+    running Asterisk is asked through `asterisk -rx` (asterisk_binary, else the one on PATH)."""
+
+    def __init__(self, config_path: str, user: str, agi_dir: str | None = None, asterisk_conf: str | None = None,
+                 asterisk_binary: str | None = None):
         self.config_path, self.user, self.agi_dir = config_path, user, agi_dir
+        self.asterisk_conf, self.asterisk_binary = asterisk_conf, asterisk_binary
         self.findings: list[tuple[bool, str]] = []
 
     def ok(self, text):
@@ -28,6 +43,7 @@ class Doctor:
         if user_ids(self.user) is None:
             self.fix("no system user %s: pass --user with the user Asterisk runs as" % self.user)
             return False
+        self._read_asterisk_conf()
         config = None
         if self._check_config_file():
             try:
@@ -36,9 +52,30 @@ class Doctor:
             except ConfigError as error:
                 self.fix("config: %s" % error)
         if config is not None:
+            self.ok("number plan %s (test number %s)" % (plan_signature(config.numbers),
+                                                         reserved_number(config.numbers)))
             self._check_database(config)
         self._check_agi_links()
+        queues = self._check_running_asterisk()
+        if config is None:
+            self.fix("call path not proven: the config does not load")
+        else:
+            proven, text = CallPathProof(config, self.config_path, self.user, self.agi_dir,
+                                         queues[0] if queues else "").run()
+            self.findings.append((proven, text))
         return all(good for good, _ in self.findings)
+
+    def _read_asterisk_conf(self):
+        try:
+            host = read_asterisk_conf(self.asterisk_conf)
+        except InstallError as error:
+            self.fix(str(error))
+            self.agi_dir = self.agi_dir or DEFAULT_AGI_DIR
+            return
+        self.agi_dir = self.agi_dir or host.agi_dir
+        if host.run_user and host.run_user != self.user:
+            self.fix("%s runs Asterisk as %s (runuser): rerun vipsticky doctor --user %s"
+                     % (host.path, host.run_user, host.run_user))
 
     def _check_config_file(self) -> bool:
         path = self.config_path
@@ -77,19 +114,39 @@ class Doctor:
             else:
                 self.ok("database %s reachable, schema version %d" % (settings.safe_url, version))
             if config.vip.source != "table":
-                missing = set(trigger_names(config.vip).values()) - set(database.triggers())
-                if missing:
-                    self.fix("address-book triggers missing (%s): run vipsticky install-schema --addressbook"
-                             % ", ".join(sorted(missing)))
-                elif installed_number_plan(database) != plan_signature(config.numbers):
-                    self.fix("the address-book index was built for another [numbers] plan: "
-                             "run vipsticky install-schema --addressbook")
-                else:
-                    self.ok("address-book triggers present, index built for this [numbers] plan")
+                self._check_addressbook(database, config)
         except DatabaseError as error:
             self.fix("database: %s" % error)
         finally:
             database.close()
+
+    def _check_addressbook(self, database, config):
+        """Side table, routines and triggers all there and made for this [numbers] plan, and no
+        failure swallowed by a trigger since the last sync (the index would miss entries)."""
+        wanted = {}  # name -> (kind, the COMMENT its CREATE gives, or None)
+        for sql in statements(config.numbers, config.vip):
+            created = CREATED.match(sql)
+            if created:
+                comment = re.search(r" COMMENT '([^']*)'", sql)
+                wanted[created.group(2)] = (created.group(1).split()[0].lower(), comment and comment.group(1))
+        routines = dict(database.run(ROUTINES, fetch="all"))
+        present = set(database.tables()) | set(database.triggers()) | set(routines)
+        missing = [name for name in wanted if name not in present]
+        stale = [name for name, (_, comment) in wanted.items() if comment and name in routines
+                 and routines[name] != comment]
+        failures = trigger_failures(database)
+        if missing:
+            what = "triggers" if any(wanted[name][0] == "trigger" for name in missing) else "side table or function"
+            self.fix("address-book %s missing (%s): run vipsticky install-schema --addressbook"
+                     % (what, ", ".join("%s %s" % (wanted[name][0], name) for name in missing)))
+        elif stale or installed_number_plan(database) != plan_signature(config.numbers):
+            self.fix("the address-book %s made for another [numbers] plan: run vipsticky install-schema "
+                     "--addressbook" % ("function %s was" % ", ".join(stale) if stale else "index was"))
+        elif failures:
+            self.fix("the address-book triggers failed %d time(s) since the index was built (last: %s): "
+                     "entries may be missing from it; run vipsticky vip sync" % failures)
+        else:
+            self.ok("address-book side table, function and triggers present, made for this [numbers] plan")
 
     def _check_sqlite_files(self, path) -> bool:
         folder = os.path.dirname(path) or "."
@@ -127,6 +184,72 @@ class Doctor:
                 self.fix("%s is not executable by %s" % (target, self.user))
             else:
                 self.ok("%s -> %s" % (link, target))
+
+
+    def _check_running_asterisk(self) -> list[str]:
+        """What a running Asterisk says: where it finds AGI scripts, as whom and with which
+        config they run, the dialplan's queues, the * feature. The queues named in the
+        dialplan, in order (none when no Asterisk answers)."""
+        live = RunningAsterisk(self.asterisk_binary, self.asterisk_conf)
+        settings = live.settings()
+        if settings is None:
+            self.ok("no running Asterisk answers (%s): its dialplan, queues and * feature not checked"
+                    % live.why_not)
+            return []
+        agi_dir = settings.get("AGI Scripts directory")
+        if agi_dir and os.path.realpath(agi_dir) != os.path.realpath(self.agi_dir):
+            self.fix("the running Asterisk finds AGI scripts in %s, not %s: vipsticky install-agi --agi-dir %s"
+                     % (agi_dir, self.agi_dir, agi_dir))
+        else:
+            self.ok("the running Asterisk %s finds AGI scripts in %s" % (settings.get("Version", ""), self.agi_dir))
+        runs_as = settings.get("User name and group", "").partition("/")[0]
+        if runs_as and runs_as != self.user:
+            self.fix("the running Asterisk runs as %s: rerun vipsticky doctor --user %s" % (runs_as, runs_as))
+        # The scripts read $VIPSTICKY_CONFIG of Asterisk's environment, else the default file.
+        their_config = live.evaluate("ENV(VIPSTICKY_CONFIG)")
+        if their_config is not None and os.path.realpath(their_config or DEFAULT_PATH) != os.path.realpath(
+                self.config_path):
+            self.fix("the running Asterisk's scripts read %s (its VIPSTICKY_CONFIG), not %s: check that one "
+                     "(vipsticky --config %s doctor)" % (their_config or DEFAULT_PATH, self.config_path,
+                                                         their_config or DEFAULT_PATH))
+        for module in ("res_agi", "app_queue"):
+            if live.module_running(module) is False:
+                self.fix("module %s is not running in Asterisk: asterisk -rx 'module load %s.so'" % (module, module))
+        defined = live.feature_defined(UNBIND_FEATURE)
+        if defined is False:
+            self.fix("the * feature %s is not defined: add the [applicationmap] line of features.conf.example "
+                     "to features.conf, then asterisk -rx 'module reload features'" % UNBIND_FEATURE)
+        elif defined:
+            self.ok("the * feature %s is defined" % UNBIND_FEATURE)
+        inbound = live.context(INBOUND_CONTEXT)
+        if inbound is None:
+            self.ok("no context %s in the running dialplan (a dialplan of your own?): its queues not checked"
+                    % INBOUND_CONTEXT)
+            return []
+        for context in HELPER_CONTEXTS:
+            if live.context(context) is None:
+                self.fix("context %s is missing from the running dialplan, %s calls it: load the whole "
+                         "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload'"
+                         % (context, INBOUND_CONTEXT))
+        queues = [name for name in dialplan_queues(inbound) if valid_queue(name)]
+        # `queue show` does not print setinterfacevar, and no dialplan function returns it:
+        # queues.conf in the running Asterisk's astetcdir is read instead (with its #include
+        # files and templates). A queue that is not there (realtime) cannot be checked.
+        sections, templates = read_config(os.path.join(settings.get("Configuration directory", "/etc/asterisk"),
+                                                       "queues.conf"))
+        for name in queues:
+            if live.queue_exists(name) is False:
+                self.fix("queue %s, named in %s, does not exist: add [%s] from queues.conf.example to queues.conf, "
+                         "then asterisk -rx 'module reload app_queue'" % (name, INBOUND_CONTEXT, name))
+            elif name not in sections or name in templates:
+                self.ok("queue %s exists; it is not in queues.conf (realtime?): check setinterfacevar=yes "
+                        "there yourself" % name)
+            elif not is_true(sections[name].get("setinterfacevar")):
+                self.fix("queue %s lacks setinterfacevar=yes in queues.conf: sticky_route remember cannot learn "
+                         "who answered; add it, then asterisk -rx 'module reload app_queue'" % name)
+            else:
+                self.ok("queue %s exists, setinterfacevar=yes" % name)
+        return queues
 
 
 def writers_besides_root(path: str) -> str | None:

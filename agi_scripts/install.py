@@ -73,6 +73,25 @@ def can_access(path: str, user: str, want: int) -> bool:
     return ((info.st_mode >> shift) & want) == want
 
 
+def blocked_folder(path: str, user: str) -> str | None:
+    """The first folder on the way to path that user may not enter (no search permission,
+    by mode bits), along path as written and then with every link resolved; else None.
+    A process of that user gets Permission denied there, whatever the file's own mode."""
+    for way in (os.path.abspath(path), os.path.realpath(path)):
+        chain, folder = [], os.path.dirname(way)
+        while True:
+            chain.append(folder)
+            if os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+        for folder in reversed(chain):
+            if not os.path.isdir(folder):
+                break
+            if not can_access(folder, user, os.X_OK):
+                return folder
+    return None
+
+
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
