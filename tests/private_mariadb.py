@@ -22,6 +22,9 @@ import time
 
 import pymysql
 
+from agi_scripts.config import parse_database_url
+from agi_scripts.dialects import MySQL
+
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
 SERVER = next((path for path in ("/usr/sbin/mariadbd", "/usr/sbin/mysqld") if os.access(path, os.X_OK)),
               shutil.which("mariadbd"))
@@ -118,10 +121,13 @@ class PrivateMariaDB:
 
     # -- use --------------------------------------------------------------------------
     def connect(self, database=None, **options):
-        params = dict(host="127.0.0.1", port=self.port, user="root", password="", autocommit=True,
-                      ssl_disabled=True, connect_timeout=5)
+        """root's connection (to database, or to none); options override pymysql.connect()'s
+        keyword arguments. The package's connect parameters, without its per-call read and
+        write timeouts."""
+        params = MySQL.connect_params(parse_database_url(self.url("mysql")), database=database, connect_timeout=5,
+                                      read_timeout=None, write_timeout=None)
         params.update(options)
-        return pymysql.connect(database=database, **params)
+        return pymysql.connect(**params)
 
     def execute(self, *statements, database=None):
         connection = self.connect(database)

@@ -12,17 +12,11 @@ import tempfile
 
 import pytest
 
+from agi_scripts.asterisk_standin import Peer
+from utils import assert_clean, lines, vipsticky
+
 USER = "nobody"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="ownership changes need root")
-
-
-def vipsticky(setup, *args):
-    command = [os.path.join(os.path.dirname(sys.executable), "vipsticky")] + list(args)
-    return subprocess.run(command, env=setup.env, capture_output=True, text=True, timeout=60)
-
-
-def lines(text):
-    return [line for line in text.splitlines() if line.strip()]
 
 
 @needs_root
@@ -56,10 +50,9 @@ def test_a_call_as_the_asterisk_user_can_write_after_a_root_install(make_setup):
         setup.rewrite()
         os.chmod(setup.path, 0o644)
         assert vipsticky(setup, "install-schema", "--user", USER).returncode == 0
-        from agi_scripts.peer import Peer
         call = Peer().run_script("sticky_route", ["remember", "89130751580", "", "PJSIP/alena"],
                                  process_env=setup.env, command=as_user + [script])
-        assert call.exit_code == 0 and call.stderr == ""
+        assert_clean(call)
         assert call.variables == {"STICKY_STATUS": "stored"}
     finally:
         shutil.rmtree(folder)

@@ -2,7 +2,7 @@
 
 - A closed port and two kinds of black hole (accepts and never speaks; listens and
   never accepts): every script, spawned as Asterisk spawns it and through the
-  FastAGI server, exits 0 with its fail-open variables, one VERBOSE line (one log
+  FastAGI server, exits 0 with its fail-open variables, one WARNING (one log
   line on FastAGI), within connect_timeout + 1 s.
 - A load of scripted calls across restarts of a PRIVATE MariaDB (a clean SIGTERM and
   a SIGKILL crash): every call completes, normal or fail-open, and every binding that
@@ -13,11 +13,9 @@
 The shared MariaDB is never stopped: restarts happen on tests/private_mariadb.py.
 Figures are printed (pytest -s) and recorded as junit properties.
 """
-import itertools
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import threading
@@ -29,86 +27,24 @@ import pymysql
 import pytest
 
 import private_mariadb
-from agi_scripts import db as db_module
-from agi_scripts.config import NumberPlan, load
-from agi_scripts.db import Database, DatabaseError
-from agi_scripts.fastagi import make_server
-from agi_scripts.numbers import number_key
-from agi_scripts.peer import Asterisk, Peer, script_command
-from conftest import server_params
+from agi_scripts import database as database_module
+from agi_scripts.asterisk_standin import Asterisk, Peer
+from agi_scripts.call import CallDeadline, Deadline
+from agi_scripts.config import load
+from agi_scripts.database import Database, DatabaseError
+from agi_scripts.number_keys import number_key
+from agi_scripts.schema import install_schema
+from utils import (AGENT, NUMBER, ONE_CALL_EACH, PLAN, VIP_NUMBERS, AllIdle, BlackHole, FastAGIServer, LoadRun,
+                   assert_failed_open, install_into, report, vipsticky, write_config)
 
-PLAN = NumberPlan()
 CONNECT_TIMEOUT = 1
 LIMIT = CONNECT_TIMEOUT + 1  # seconds a failing call may take, spawn included
-NUMBER = "+79120000001"
-AGENT = "PJSIP/alena"
-
-FAIL_OPEN = {
-    "vip_or_not": {"QUEUE_PRIO": "5", "VIP": "0", "VIP_LABEL": ""},
-    "sticky_route": {"STICKY_AGENT": "", "STICKY_STATUS": "error"},
-    "delnum": {"DELNUM_STATUS": "error"},
-}
-SCRIPT_CASES = [
-    pytest.param("vip_or_not", [NUMBER], id="vip_or_not"),
-    pytest.param("sticky_route", ["lookup", NUMBER], id="sticky-lookup"),
-    pytest.param("sticky_route", ["remember", NUMBER, "", AGENT], id="sticky-remember"),
-    pytest.param("delnum", [NUMBER], id="delnum"),
-]
-
-
-class AllIdle(dict):
-    """Every device NOT_INUSE, whatever the agent (for lookups of generated bindings)."""
-
-    def get(self, key, default=None):
-        return "NOT_INUSE"
-
-
-def report(record_property, title, figures):
-    """Print figures (pytest -s) and keep them in the junit XML."""
-    print("\n== %s ==" % title)
-    for name, value in figures.items():
-        print("  %-40s %s" % (name, value))
-        record_property(name, value)
+SCRIPT_CASES = [pytest.param(script, args, id=name)
+                for (script, args), name in zip(ONE_CALL_EACH, ["vip_or_not", "sticky-lookup", "sticky-remember",
+                                                                "delnum"])]
 
 
 # -- dead databases -------------------------------------------------------------------
-class BlackHole:
-    """A TCP server that never says a word. accept=True: it accepts every connection
-    and keeps it open; accept=False: it only listens (the kernel completes the
-    handshakes its tiny backlog allows, later SYNs are dropped)."""
-
-    def __init__(self, accept: bool):
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64 if accept else 0)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = []
-        self._stop = threading.Event()
-        self._thread = None
-        if accept:
-            self.listener.settimeout(0.05)
-            self._thread = threading.Thread(target=self._accept, daemon=True)
-            self._thread.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def close(self):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-        for connection in self.accepted:
-            connection.close()
-        self.listener.close()
-
-
 class DeadDatabase:
     def __init__(self, kind, port, path):
         self.kind, self.port, self.path = kind, port, path
@@ -128,40 +64,10 @@ def dead_database(request, tmp_path):
         hole = BlackHole(accept=request.param == "black-hole-accepts")
         port = hole.port
     path = str(tmp_path / "vipsticky.conf")
-    with open(path, "w") as handle:
-        handle.write("[database]\nurl = mysql://u:pw@127.0.0.1:%d/db\nconnect_timeout = %d\n" % (port, CONNECT_TIMEOUT))
+    write_config(path, "mysql://u:pw@127.0.0.1:%d/db" % port, CONNECT_TIMEOUT)
     yield DeadDatabase(request.param, port, path)
     if hole:
         hole.close()
-
-
-@contextmanager
-def fastagi(config, pool_size=2):
-    """A FastAGI server on a free port, served in a thread; yields (server, log lines)."""
-    log = []
-    server = make_server(config, "127.0.0.1", 0, pool_size, log.append)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server, log
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.pool.close()
-        thread.join(10)
-
-
-def check_failed_open(call, script, limit=LIMIT):
-    assert not call.timed_out, "the call did not finish"
-    assert call.exit_code == 0
-    assert call.stderr == ""
-    assert call.malformed == []
-    assert len(call.verbose) == 1, call.verbose
-    assert call.verbose[0].startswith("vipsticky %s: " % script), call.verbose
-    assert call.verbose[0].endswith("; failing open"), call.verbose
-    for name, value in FAIL_OPEN[script].items():
-        assert call.variables.get(name) == value, (name, call.variables)
-    assert call.elapsed < limit, "took %.2f s, limit %.2f s" % (call.elapsed, limit)
 
 
 # -- per-call scripts and FastAGI against a dead database --------------------------------
@@ -169,45 +75,41 @@ def check_failed_open(call, script, limit=LIMIT):
 def test_script_fails_open_quickly(dead_database, script, args, record_property):
     call = Peer().run_script(script, args, callerid=NUMBER, process_env=dead_database.env, timeout=15)
     record_property("elapsed_s", round(call.elapsed, 3))
-    check_failed_open(call, script)
+    assert_failed_open(call, script, LIMIT)
     if dead_database.kind == "port-closed":
-        assert "Connection refused" in call.verbose[0] or "Can't connect" in call.verbose[0], call.verbose
+        assert "Connection refused" in call.warnings[0] or "Can't connect" in call.warnings[0], call.warnings
 
 
 def test_fastagi_fails_open_quickly(dead_database, record_property):
     config = dead_database.config
-    with fastagi(config) as (server, log):
+    with FastAGIServer(config) as server:
+        log = server.log
         for round_number in range(2):  # the second round reuses the pool's Database objects
-            for case in SCRIPT_CASES:
-                script, args = case.values
+            for script, args in ONE_CALL_EACH:
                 before = len(log)
-                call = Peer().call_fastagi(server.server_address, script, args, callerid=NUMBER, timeout=15)
+                call = server.call(script, args, callerid=NUMBER, timeout=15)
                 record_property("%s_%s_%d_elapsed_s" % (script, args[0], round_number), round(call.elapsed, 3))
-                check_failed_open(call, script)
+                assert_failed_open(call, script, LIMIT)
                 new = log[before:]
                 assert len(new) == 1, new
                 assert new[0].startswith("%s: " % script) and new[0].endswith("; failing open"), new
                 assert "\n" not in new[0]
-                # The log line and the VERBOSE line carry the same reason.
-                assert call.verbose[0] == "vipsticky " + new[0]
+                # The log line and the WARNING carry the same reason.
+                assert call.warnings[0] == "vipsticky " + new[0]
 
 
 def test_cli_gives_up_on_a_black_hole(tmp_path):
-    hole = BlackHole(accept=True)
-    try:
+    with BlackHole(accept=True) as hole:
         path = tmp_path / "vipsticky.conf"
-        path.write_text("[database]\nurl = mysql://u:pw@127.0.0.1:%d/db\nconnect_timeout = 1\n" % hole.port)
+        write_config(path, "mysql://u:pw@127.0.0.1:%d/db" % hole.port, 1)
         started = time.monotonic()
         try:
-            result = subprocess.run(script_command("vipsticky") + ["--config", str(path), "purge"],
-                                    capture_output=True, text=True, timeout=CONNECT_TIMEOUT + 9)
+            result = vipsticky(None, "--config", str(path), "purge", timeout=CONNECT_TIMEOUT + 9)
         except subprocess.TimeoutExpired:
             pytest.fail("vipsticky purge still waiting after %.0f s on a black hole (connect_timeout = 1)"
                         % (time.monotonic() - started))
         assert result.returncode == 1
         assert result.stderr.startswith("vipsticky: cannot connect to")
-    finally:
-        hole.close()
 
 
 def test_deadline_that_fires_inside_a_finalizer_still_ends_the_call(monkeypatch):
@@ -215,7 +117,6 @@ def test_deadline_that_fires_inside_a_finalizer_still_ends_the_call(monkeypatch)
     __del__ (as it did, once in 100 concurrent calls at load average ~110, in
     importlib's module-lock weakref callback): nothing may go to stderr (Asterisk logs
     it) and the budget must still end the call."""
-    from agi_scripts.channel import CallDeadline, _Deadline
     unraisable = []
     monkeypatch.setattr("sys.unraisablehook", unraisable.append)
 
@@ -228,7 +129,7 @@ def test_deadline_that_fires_inside_a_finalizer_still_ends_the_call(monkeypatch)
     started = time.monotonic()
     ended_by_deadline = False
     try:
-        with _Deadline(0.1):
+        with Deadline(0.1):
             SlowFinalizer()  # dropped at once: __del__ runs now, the alarm fires in it
             time.sleep(1.5)  # the budget is long gone
     except CallDeadline:
@@ -245,7 +146,7 @@ def test_deadline_that_fires_inside_a_finalizer_still_ends_the_call(monkeypatch)
 
 # -- deadlock and lock wait, on the shared MariaDB ----------------------------------------
 class CodeSpy(list):
-    """Every MySQL error code Database._run looks at, in order. pause_after_deadlock
+    """Every MySQL error code Database.run looks at, in order. pause_after_deadlock
     delays the retry of a 1213 a little (see test_deadlock_is_retried_once)."""
     pause_after_deadlock = 0.0
 
@@ -253,7 +154,7 @@ class CodeSpy(list):
 @pytest.fixture
 def mysql_codes(monkeypatch):
     codes = CodeSpy()
-    original = db_module._mysql_code
+    original = database_module.mysql_error_code
 
     def spy(error):
         code = original(error)
@@ -261,16 +162,12 @@ def mysql_codes(monkeypatch):
         if code == 1213 and codes.pause_after_deadlock:
             time.sleep(codes.pause_after_deadlock)
         return code
-    monkeypatch.setattr(db_module, "_mysql_code", spy)
+    monkeypatch.setattr(database_module, "mysql_error_code", spy)
     return codes
 
 
-def holder_connection(setup):
-    return pymysql.connect(database=setup.mysql_database, **server_params())
-
-
 def binding_agent(setup, key, queue=""):
-    connection = holder_connection(setup)
+    connection = setup.connection()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT agent FROM numbers_remember WHERE number = %s AND queue = %s", (key, queue))
@@ -286,8 +183,8 @@ def locked_binding(setup, key):
     binding row of key locked (FOR UPDATE) until the block ends or it commits."""
     database = setup.database(query_timeout=10)  # reads wait longer than the lock waits
     database.remember(key, "", "PJSIP/old", 3600)
-    database._run("SET SESSION innodb_lock_wait_timeout = 1")
-    holder = holder_connection(setup)
+    database.run("SET SESSION innodb_lock_wait_timeout = 1")
+    holder = setup.connection()
     try:
         with holder.cursor() as cursor:
             cursor.execute("START TRANSACTION")
@@ -349,8 +246,8 @@ def test_deadlock_is_retried_once(mariadb, mysql_codes):
     for neighbour in (str(int(key) - 10), key, str(int(key) + 10)):
         database.remember(neighbour, "", "PJSIP/old", 3600)
     victim_id = database.connect().thread_id()
-    holder = holder_connection(mariadb)
-    monitor = holder_connection(mariadb)
+    holder = mariadb.connection()
+    monitor = mariadb.connection()
     outcome = {}
 
     def remember():
@@ -413,7 +310,7 @@ def run_together(setup, arguments):
 def bindings_table(setup):
     database = setup.database()
     try:
-        return database._run("SELECT number, queue, agent FROM numbers_remember", fetch="all")
+        return database.run("SELECT number, queue, agent FROM numbers_remember", fetch="all")
     finally:
         database.close()
 
@@ -421,7 +318,7 @@ def bindings_table(setup):
 # What stderr shows when the SIGALRM deadline lands in a finalizer (the bug pinned by
 # test_deadline_that_fires_inside_a_finalizer_still_ends_the_call); tolerated, and
 # counted, where a call may run out of time.
-LOST_DEADLINE = re.compile(r"\AException ignored in: .*\n(?:.*\n)*?agi_scripts\.channel\.CallDeadline: \n?\Z")
+LOST_DEADLINE = re.compile(r"\AException ignored in: .*\n(?:.*\n)*?agi_scripts\.call\.CallDeadline: \n?\Z")
 
 
 def problems_of(calls, budget=None):
@@ -432,20 +329,15 @@ def problems_of(calls, budget=None):
     for call in calls:
         lost_deadline = bool(budget and LOST_DEADLINE.match(call.stderr))
         clean = not (call.timed_out or call.exit_code != 0 or call.malformed or (call.stderr and not lost_deadline))
-        stored = not call.verbose and call.variables.get("STICKY_STATUS") == "stored"
-        reason = call.verbose[0] if len(call.verbose) == 1 else ""
+        stored = not call.warnings and call.variables.get("STICKY_STATUS") == "stored"
+        reason = call.warnings[0] if len(call.warnings) == 1 else ""
         out_of_time = budget and call.variables.get("STICKY_STATUS") == "error" and (
             "no answer from the database in time" in reason or "CallDeadline" in reason
             or ("database is locked" in reason and call.elapsed >= budget))
         if not clean or not (stored or out_of_time):
-            problems.append((call.args, call.exit_code, call.timed_out, call.stderr[-300:], call.verbose,
+            problems.append((call.args, call.exit_code, call.timed_out, call.stderr[-300:], call.warnings,
                              call.variables, round(call.elapsed, 2)))
     return problems
-
-
-def write_config(setup, connect_timeout):
-    with open(setup.path, "w") as handle:
-        handle.write("[database]\nurl = %s\nconnect_timeout = %s\n" % (setup.url, connect_timeout))
 
 
 @pytest.mark.parametrize("how", ["same-number", "different-numbers"])
@@ -461,7 +353,7 @@ def test_100_concurrent_remembers(setup, how, budget, record_property):
     is allowed, and counted, but nothing else is, and every acknowledged binding must
     be in the table."""
     count = 100
-    write_config(setup, 30 if budget == "roomy" else 2)
+    setup.rewrite(connect_timeout=30 if budget == "roomy" else 2)
     if how == "same-number":
         arguments = [["remember", NUMBER, "", "PJSIP/agent%03d" % index] for index in range(count)]
     else:
@@ -471,12 +363,12 @@ def test_100_concurrent_remembers(setup, how, budget, record_property):
     calls = run_together(setup, arguments)
     wall = time.monotonic() - started
     elapsed = sorted(call.elapsed for call in calls)
-    stored = [call for call in calls if call.variables.get("STICKY_STATUS") == "stored" and not call.verbose]
+    stored = [call for call in calls if call.variables.get("STICKY_STATUS") == "stored" and not call.warnings]
     report(record_property, "100 concurrent remembers, %s, %s, %s budget" % (how, setup.dialect, budget), {
         "wall_s": round(wall, 2), "slowest_call_s": round(elapsed[-1], 2),
         "median_call_s": round(statistics.median(elapsed), 2),
-        "stored": len(stored), "failed_open": sum(1 for call in calls if call.verbose),
-        "failed_open_reasons": sorted({call.verbose[0].split(": ", 1)[-1] for call in calls if call.verbose}),
+        "stored": len(stored), "failed_open": sum(1 for call in calls if call.warnings),
+        "failed_open_reasons": sorted({call.warnings[0].split(": ", 1)[-1] for call in calls if call.warnings}),
         "deadline_lost_in_a_finalizer": sum(1 for call in calls if LOST_DEADLINE.match(call.stderr)),
         "load_average_before": round(load_before, 1),
     })
@@ -499,104 +391,24 @@ def test_100_concurrent_remembers(setup, how, budget, record_property):
 
 
 # -- a load of calls across MariaDB restarts ------------------------------------------------
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    if not private_mariadb.available():
-        pytest.fail("mariadb-install-db and mariadbd are needed for the restart test (apt-get install mariadb-server)")
-    server = private_mariadb.PrivateMariaDB(tmp_path_factory.mktemp("private-mariadb"))
-    server.install_seconds = server.install()
-    server.start()
-    yield server
-    server.destroy()
-
-
-VIP_NUMBERS = ["+7915%07d" % index for index in range(20)]
 FASTAGI_MINIMUM, PROCESS_MINIMUM = 2000, 300  # calls of each kind, at the least
 FASTAGI_TAIL, PROCESS_TAIL = 300, 40  # calls of each kind after the last restart, at the least
 FASTAGI_WORKERS, PROCESS_WORKERS = 6, 3
 DOWN_SECONDS = 1.5  # how long the server stays down each time
 
 
-class LoadRun:
-    """Hands out jobs, classifies results, keeps the figures. Thread-safe."""
-
-    def __init__(self, rng):
-        self.lock = threading.Lock()
-        self.rng = rng
-        self.sequence = itertools.count()
-        self.acknowledged = {}  # key -> agent, for every remember that reported stored
-        self.acknowledged_keys = []
-        self.records = []  # (kind, script, action, start, end, outcome)
-        self.problems = []
-        self.counts = {"fastagi": 0, "process": 0}
-
-    def job(self):
-        with self.lock:
-            index = next(self.sequence)
-            slot = index % 10
-            if slot < 5:
-                number = "+7912%07d" % index
-                return "remember", ["remember", number, "", "PJSIP/agent%05d" % index], None
-            if slot < 8:
-                if self.acknowledged_keys and slot != 7:
-                    key = self.rng.choice(self.acknowledged_keys)
-                    return "lookup", ["lookup", "+" + key], self.acknowledged[key]
-                return "lookup", ["lookup", "+7913%07d" % index], None  # never bound
-            if slot == 8:
-                return "vip", [self.rng.choice(VIP_NUMBERS)], True
-            return "vip", ["+7914%07d" % index], False
-
-    def classify(self, kind, action, args, expected, call):
-        """'normal' or 'failed-open'; anything else is a problem."""
-        script = "vip_or_not" if action == "vip" else "sticky_route"
-        where = "%s %s %s" % (kind, script, args)
-        if call.timed_out or call.exit_code != 0 or call.stderr or call.malformed:
-            return self.problem("%s: exit %s, timed out %s, stderr %r, malformed %r"
-                                % (where, call.exit_code, call.timed_out, call.stderr[-300:], call.malformed))
-        variables = call.variables
-        if call.verbose:
-            if len(call.verbose) != 1 or any(variables.get(n) != v for n, v in FAIL_OPEN[script].items()):
-                return self.problem("%s: bad fail-open %r %r" % (where, call.verbose, variables))
-            return "failed-open"
-        if action == "remember":
-            if variables.get("STICKY_STATUS") != "stored":
-                return self.problem("%s: remember said %r" % (where, variables))
-            key = number_key(args[1], PLAN)
-            with self.lock:
-                self.acknowledged[key] = args[3]
-                self.acknowledged_keys.append(key)
-        elif action == "lookup":
-            want = ("found", expected) if expected else ("none", "")
-            got = (variables.get("STICKY_STATUS"), variables.get("STICKY_AGENT"))
-            if got != want:
-                return self.problem("%s: lookup gave %r, expected %r%s" % (
-                    where, got, want, " (an acknowledged binding is missing)" if expected else ""))
-        else:
-            want = ("10", "1") if expected else ("5", "0")
-            got = (variables.get("QUEUE_PRIO"), variables.get("VIP"))
-            if got != want:
-                return self.problem("%s: vip_or_not gave %r, expected %r" % (where, got, want))
-        return "normal"
-
-    def problem(self, text):
-        with self.lock:
-            self.problems.append(text)
-        return "problem"
-
-
 def test_calls_across_mariadb_restarts(private_server, tmp_path, record_property):
     server = private_server
     server.execute("CREATE DATABASE vs_load CHARACTER SET utf8mb4")
     path = str(tmp_path / "vipsticky.conf")
-    with open(path, "w") as handle:
-        # Refused connections fail at once during the outages; the roomy timeout only keeps
-        # a CPU-starved call (other test runs share this 2-core machine) from failing open
-        # outside them, which would be taken for a reconnect failure.
-        handle.write("[database]\nurl = %s\nconnect_timeout = 5\n" % server.url("vs_load"))
+    # Refused connections fail at once during the outages; the roomy timeout only keeps
+    # a CPU-starved call (other test runs share this 2-core machine) from failing open
+    # outside them, which would be taken for a reconnect failure.
+    write_config(path, server.url("vs_load"), 5)
     env = dict(os.environ, VIPSTICKY_CONFIG=path)
     config = load(path)
     database = Database(config.database)
-    database.install_schema(config)
+    install_schema(database, config)
     for number in VIP_NUMBERS:
         database.vip_add(number_key(number, PLAN), 10, "VIP")
     database.close()
@@ -650,8 +462,8 @@ def test_calls_across_mariadb_restarts(private_server, tmp_path, record_property
         outages.append((kind, down_at, time.monotonic(), stop_seconds, start_seconds))
 
     run_started = time.monotonic()
-    with fastagi(config, pool_size=4) as (agi_server, log):
-        address = agi_server.server_address
+    with FastAGIServer(config, pool_size=4) as agi_server:
+        address = agi_server.address
         workers = [threading.Thread(target=worker, args=("fastagi", address)) for _ in range(FASTAGI_WORKERS)]
         workers += [threading.Thread(target=worker, args=("process", None)) for _ in range(PROCESS_WORKERS)]
         for thread in workers:
@@ -665,7 +477,7 @@ def test_calls_across_mariadb_restarts(private_server, tmp_path, record_property
             controller_done.set()
             for thread in workers:
                 thread.join()
-        fastagi_log = list(log)
+        fastagi_log = list(agi_server.log)
     run_seconds = time.monotonic() - run_started
 
     # What is in the table now, on a fresh connection.
@@ -735,25 +547,23 @@ def test_fastagi_pool_reconnects_after_a_quiet_restart(private_server, tmp_path,
     name = "vs_quiet_%s" % how.lower()
     server.execute("CREATE DATABASE %s" % name)
     path = str(tmp_path / "vipsticky.conf")
-    with open(path, "w") as handle:
-        handle.write("[database]\nurl = %s\nconnect_timeout = 2\n" % server.url(name))
+    write_config(path, server.url(name), 2)
     config = load(path)
-    database = Database(config.database)
-    database.install_schema(config)
-    database.close()
-    peer = Peer(Asterisk(devices=AllIdle()))
-    with fastagi(config, pool_size=1) as (agi_server, log):
-        first = peer.call_fastagi(agi_server.server_address, "sticky_route", ["remember", NUMBER, "", AGENT])
-        assert first.variables.get("STICKY_STATUS") == "stored" and first.verbose == []
+    install_into(config)
+    idle = Asterisk(devices=AllIdle())
+    with FastAGIServer(config, pool_size=1) as agi_server:
+        log = agi_server.log
+        first = agi_server.call("sticky_route", ["remember", NUMBER, "", AGENT], asterisk=idle, timeout=30)
+        assert first.variables.get("STICKY_STATUS") == "stored" and first.warnings == []
         del mysql_codes[:]
         server.stop() if how == "SIGTERM" else server.kill()
         server.start()
-        second = peer.call_fastagi(agi_server.server_address, "sticky_route", ["lookup", NUMBER])
-        third = peer.call_fastagi(agi_server.server_address, "vip_or_not", [NUMBER])
+        second = agi_server.call("sticky_route", ["lookup", NUMBER], asterisk=idle, timeout=30)
+        third = agi_server.call("vip_or_not", [NUMBER], asterisk=idle, timeout=30)
     assert (second.variables.get("STICKY_STATUS"), second.variables.get("STICKY_AGENT")) == ("found", AGENT)
-    assert second.verbose == [] and third.verbose == [] and log == []
+    assert second.warnings == [] and third.warnings == [] and log == []
     assert third.variables.get("QUEUE_PRIO") == "5"
     # The dead pooled connection was noticed once (or PyMySQL saw a cut socket) and retried.
     print("\n%s: codes seen after the restart: %r" % (how, list(mysql_codes)))
     assert len(mysql_codes) == 1, mysql_codes
-    assert mysql_codes[0] in db_module.RETRY_ON_RECONNECT, mysql_codes
+    assert mysql_codes[0] in database_module.RETRY_ON_RECONNECT, mysql_codes

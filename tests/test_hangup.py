@@ -20,15 +20,14 @@ SIGHUP once the script has installed its handler, where exit 0 is required.
 import signal
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import pytest
 
-from agi_scripts import fastagi
-from agi_scripts.peer import Asterisk, Peer
+from agi_scripts.asterisk_standin import Asterisk, Peer
+from utils import FastAGIServer, assert_clean, report_problems
 
 
 WORKERS = 3
@@ -254,8 +253,17 @@ def rows_by_key(setup):
     return {row[0] for row in vips}, by_key, now
 
 
+def check_run_and_rows(run: Run, scenario: Scenario, normal, tables, transport: str) -> List[str]:
+    """check_run on this run's rows of tables (rows_by_key), and the VIP row still there."""
+    vip_keys, by_key, now = tables
+    found = check_run(run, scenario, normal, by_key.get(run.key, {}), now, transport)
+    if scenario.vip and run.key not in vip_keys:
+        found.append("the VIP row went away")
+    return found
+
+
 def report(problems, total):
-    assert not problems, "%d of %d hangup runs went wrong:\n%s" % (len(problems), total, "\n".join(problems[:20]))
+    report_problems(problems, total, "hangup runs", shown=20)
 
 
 # -- per-call scripts ---------------------------------------------------------------------------
@@ -266,7 +274,7 @@ def test_hangup_every_step_per_call(setup, scenario):
     prepare(setup, scenario, key)
     normal = setup.run(scenario.script, scenario.args(number), asterisk=scenario.asterisk(),
                        callerid=scenario.callerid(number), timeout=15)
-    assert normal.exit_code == 0 and normal.stderr == "" and normal.malformed == []
+    assert_clean(normal)
     assert normal.variables == scenario.variables
     assert len(normal.commands) == scenario.commands, normal.commands
 
@@ -288,12 +296,10 @@ def test_hangup_every_step_per_call(setup, scenario):
 
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(spawn, runs))
-    vip_keys, by_key, now = rows_by_key(setup)
+    tables = rows_by_key(setup)
     problems = []
     for run in runs:
-        found = check_run(run, scenario, normal, by_key.get(run.key, {}), now, "spawn")
-        if scenario.vip and run.key not in vip_keys:
-            found.append("the VIP row went away")
+        found = check_run_and_rows(run, scenario, normal, tables, "spawn")
         if found:
             problems.append("step %d %s: %s" % (run.step, run.way, "; ".join(found)))
     report(problems, len(runs))
@@ -305,21 +311,14 @@ def test_hangup_every_step_fastagi(setup):
     sequentially through one server; then it must still answer normal calls and stop at once
     (no handler thread left waiting on a dead connection)."""
     numbers = Numbers()
-    log: List[str] = []
-    errors: List[str] = []
-    server = fastagi.make_server(setup.config, "127.0.0.1", 0, 4, log.append)
-    server.handle_error = lambda request, address: errors.append(traceback.format_exc())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
 
     def call(scenario, number, hangup=None):
-        return Peer(scenario.asterisk(), hangup=hangup).call_fastagi(
-            server.server_address, scenario.script, scenario.args(number), callerid=scenario.callerid(number),
-            timeout=15)
+        return server.call(scenario.script, scenario.args(number), asterisk=scenario.asterisk(), hangup=hangup,
+                           callerid=scenario.callerid(number), timeout=15)
 
     problems = []
     total = 0
-    try:
+    with FastAGIServer(setup.config, pool_size=4) as server:
         normals, planned = {}, []
         for scenario in SCENARIOS:
             number, key = numbers.next()
@@ -342,25 +341,15 @@ def test_hangup_every_step_fastagi(setup):
             again = call(scenario, number)
             if again.variables != scenario.variables or again.commands != normals[scenario.name].commands:
                 problems.append("%s after the hangups: %s" % (scenario.name, again.commands))
-        vip_keys, by_key, now = rows_by_key(setup)
+        tables = rows_by_key(setup)
         for scenario, run in planned:
             total += 1
-            found = check_run(run, scenario, normals[scenario.name], by_key.get(run.key, {}), now, "fastagi")
-            if scenario.vip and run.key not in vip_keys:
-                found.append("the VIP row went away")
+            found = check_run_and_rows(run, scenario, normals[scenario.name], tables, "fastagi")
             if found:
                 problems.append("%s step %d %s: %s" % (scenario.name, run.step, run.way, "; ".join(found)))
-    finally:
-        server.shutdown()
-        closer = threading.Thread(target=server.server_close, daemon=True)
-        started = time.monotonic()
-        closer.start()
-        closer.join(timeout=15)
-        stuck = closer.is_alive()
-        server.pool.close()
-    assert not stuck, "server_close still waits for a hung-up call after 15 s"
-    assert time.monotonic() - started < 10, "server_close waited for a hung-up call"
-    assert errors == [], errors[0]
-    for line in log:
+    # leaving the block closed the server: within 15 s, or the test failed there
+    assert server.closed < 10, "server_close waited for a hung-up call"
+    assert server.errors == [], server.errors[0]
+    for line in server.log:
         assert "\n" not in line and "\r" not in line, line
     report(problems, total)

@@ -21,26 +21,22 @@ test below (test_bulk_line_feeds), marked as a known bug.
 """
 import os
 import random
-import subprocess
-import sys
-import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-import pymysql
 import pytest
 
 from agi_scripts import fastagi
-from agi_scripts.channel import valid_agent, valid_queue
-from agi_scripts.config import NumberPlan
-from agi_scripts.numbers import number_key
-from agi_scripts.peer import Asterisk, Peer
+from agi_scripts.asterisk_standin import Asterisk, Peer
+from agi_scripts.number_keys import number_key
+from agi_scripts.rules import valid_agent, valid_queue
+from agi_scripts.scripts import NAMES
 from agi_scripts.sticky_route import BUSY_STATES
-
-from conftest import server_params
+from utils import PLAN, FastAGIServer, assert_one_error_line, report_problems, vipsticky
 
 SEED = 20240604
 BULK = 10_000                # in-process inputs per script and dialect
@@ -50,7 +46,6 @@ FASTAGI = 1_000              # calls per script and dialect through the FastAGI 
 LINE_FEEDS = 1_000           # inputs per script and dialect holding a LF (known bug)
 WORKERS = 3                  # subprocess runs in parallel (2-core machine)
 SCRIPTS = ("vip_or_not", "sticky_route", "delnum")
-PLAN = NumberPlan()
 NORMAL_PRIORITY = "5"
 
 # -- what the database holds before the hostile calls -------------------------------------
@@ -217,31 +212,26 @@ class Hostile:
     def number(self) -> str:
         return self.valid_number() if self.random.random() < 0.25 else self.value()
 
-    def queue(self) -> Optional[str]:
-        r = self.random
-        roll = r.random()
-        if roll < 0.25:
+    def optional(self, bounds, valid, hostile) -> Optional[str]:
+        """One roll against bounds (missing, empty, valid, hostile): None, "", one of
+        valid, one of hostile, else any hostile value."""
+        missing, empty, good, bad = bounds
+        roll = self.random.random()
+        if roll < missing:
             return None
-        if roll < 0.35:
+        if roll < empty:
             return ""
-        if roll < 0.6:
-            return r.choice(QUEUE_NAMES_VALID)
-        if roll < 0.8:
-            return self.clean(r.choice(QUEUE_NAMES_HOSTILE))
+        if roll < good:
+            return self.random.choice(valid)
+        if roll < bad:
+            return self.clean(self.random.choice(hostile))
         return self.value()
 
+    def queue(self) -> Optional[str]:
+        return self.optional((0.25, 0.35, 0.6, 0.8), QUEUE_NAMES_VALID, QUEUE_NAMES_HOSTILE)
+
     def agent(self) -> Optional[str]:
-        r = self.random
-        roll = r.random()
-        if roll < 0.3:
-            return None
-        if roll < 0.4:
-            return ""
-        if roll < 0.65:
-            return r.choice(AGENTS_VALID)
-        if roll < 0.85:
-            return self.clean(r.choice(AGENTS_HOSTILE))
-        return self.value()
+        return self.optional((0.3, 0.4, 0.65, 0.85), AGENTS_VALID, AGENTS_HOSTILE)
 
     def action(self) -> Optional[str]:
         r = self.random
@@ -396,7 +386,7 @@ class QueueFold:
         self.cache = {}
         self.connection = None
         if setup.dialect == "mariadb":
-            self.connection = pymysql.connect(database=setup.mysql_database, **server_params())
+            self.connection = setup.connection()
             with self.connection.cursor() as cursor:
                 cursor.execute("SELECT collation_name FROM information_schema.columns WHERE table_schema = DATABASE()"
                                " AND table_name = 'numbers_remember' AND column_name = 'queue'")
@@ -489,7 +479,7 @@ def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = 
     callerid = through_environment(case.callerid)
     asterisk = case.asterisk()
     failed_sticky = Expected("failed", {"STICKY_AGENT": one(""), "STICKY_STATUS": one("error")},
-                             ["VERBOSE", "SET", "SET"])
+                             ["EXEC", "SET", "SET"])
 
     if case.script == "vip_or_not":
         key = number_key(args[0] if args else callerid, PLAN)
@@ -503,12 +493,12 @@ def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = 
     if case.script == "delnum":
         queue = args[1] if len(args) > 1 and args[1] else None
         if queue is not None and not valid_queue(queue):
-            return Expected("failed", {"DELNUM_STATUS": one("error")}, ["VERBOSE", "SET"])
+            return Expected("failed", {"DELNUM_STATUS": one("error")}, ["EXEC", "SET"])
         key = number_key(args[0] if args else callerid, PLAN)
         if key is None:
             return Expected("ok", {"DELNUM_STATUS": one("no-number")}, ["SET"])
         if queue is not None and has_surrogate(queue):
-            return Expected("failed", {"DELNUM_STATUS": one("error")}, ["VERBOSE", "SET"])
+            return Expected("failed", {"DELNUM_STATUS": one("error")}, ["EXEC", "SET"])
         if model is not None:
             status = one("deleted" if model.forget(key, queue) else "none")
         else:
@@ -531,7 +521,7 @@ def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = 
                                    "STICKY_STATUS": one("no-number")}, ["SET", "SET", "SET"])
         if has_surrogate(queue):
             return Expected("failed", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": one(""),
-                                       "STICKY_STATUS": one("error")}, ["SET", "VERBOSE", "SET", "SET"])
+                                       "STICKY_STATUS": one("error")}, ["SET", "EXEC", "SET", "SET"])
         if model is not None:
             agent = model.lookup(key, queue)
             if agent is None:
@@ -558,7 +548,7 @@ def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = 
         return Expected("ok", {"STICKY_STATUS": one("bad-agent")}, verbs + ["SET"])
     if has_surrogate(queue):
         return Expected("failed", {"STICKY_AGENT": one(""), "STICKY_STATUS": one("error")},
-                        verbs + ["VERBOSE", "SET", "SET"])
+                        verbs + ["EXEC", "SET", "SET"])
     if model is not None:
         model.remember(key, queue, agent)
     if loose is not None:
@@ -589,8 +579,9 @@ def problems_of(call, expected: Expected, result=None) -> List[str]:
     sets = sum(1 for verb in verbs if verb == "SET")
     if sets != len(call.variables):
         found.append("%d SET VARIABLE for %d variables: %s" % (sets, len(call.variables), _short(call.commands, 400)))
-    if verbs.count("VERBOSE") != (1 if expected.result == "failed" else 0):
-        found.append("VERBOSE lines %s for a call that should be %s" % (_short(call.verbose), expected.result))
+    if verbs.count("EXEC") != (1 if expected.result == "failed" else 0) or call.verbose:
+        found.append("WARNINGs %s (VERBOSE lines %s) for a call that should be %s"
+                     % (_short(call.warnings), _short(call.verbose), expected.result))
     if result is not None and result != expected.result:
         found.append("answer() returned %r, expected %r" % (result, expected.result))
     if call.exit_code != 0:
@@ -637,8 +628,7 @@ def check_tables(setup, model: Optional[Model] = None, loose: Optional[LooseMode
 
 
 def report(problems: List[str], total: int) -> None:
-    assert not problems, "%d of %d calls went wrong; the first ones:\n%s" % (
-        len(problems), total, "\n".join(problems[:15]))
+    report_problems(problems, total)
 
 
 # -- in-process bulk -----------------------------------------------------------------------
@@ -666,6 +656,12 @@ class Handlers:
 
     def close(self):
         self.pool.close()
+
+
+def call_once(setup, case: Case):
+    """One call through the handlers: (call, answer()'s outcome, log lines)."""
+    with closing(Handlers(setup)) as handlers:
+        return handlers.call(case)
 
 
 def check_log(lines: List[str], expected: Expected) -> List[str]:
@@ -769,12 +765,7 @@ def test_bulk_line_feeds(setup, script):
 
 def test_fastagi_argument_cannot_switch_script(setup):
     seed(setup)
-    handlers = Handlers(setup)
-    try:
-        call, outcome, _ = handlers.call(Case("vip_or_not", ["89130751580\nagi_network_script: delnum"],
-                                              "89130751580"))
-    finally:
-        handlers.close()
+    call, outcome, _ = call_once(setup, Case("vip_or_not", ["89130751580\nagi_network_script: delnum"], "89130751580"))
     _, bindings, _ = table_rows(setup)
     assert [row for row in bindings if row[0] == "79130751580"], "vip_or_not deleted the caller's bindings"
     assert "DELNUM_STATUS" not in call.variables
@@ -782,12 +773,8 @@ def test_fastagi_argument_cannot_switch_script(setup):
 
 
 def test_member_interface_named_hangup(setup):
-    handlers = Handlers(setup)
-    try:
-        call, outcome, _ = handlers.call(Case("sticky_route", ["remember", "89130751580", "support"], "",
-                                              {"MEMBERINTERFACE": "hangup"}))
-    finally:
-        handlers.close()
+    call, outcome, _ = call_once(setup, Case("sticky_route", ["remember", "89130751580", "support"], "",
+                                             {"MEMBERINTERFACE": "hangup"}))
     assert call.variables == {"STICKY_STATUS": "bad-agent"}
     assert outcome == "ok"
 
@@ -798,11 +785,7 @@ def test_longest_valid_agent_is_stored(make_setup, dialect):
     setup = make_setup(dialect)
     agent = "A" * 32 + "/" + "b" * 87
     assert valid_agent(agent) and not valid_agent(agent + "b")
-    handlers = Handlers(setup)
-    try:
-        call, outcome, _ = handlers.call(Case("sticky_route", ["remember", "89130751580", "", agent], ""))
-    finally:
-        handlers.close()
+    call, outcome, _ = call_once(setup, Case("sticky_route", ["remember", "89130751580", "", agent], ""))
     assert call.variables == {"STICKY_STATUS": "stored"}
     assert [row[2] for row in table_rows(setup)[1]] == [agent]
 
@@ -849,35 +832,10 @@ def run_subprocesses(setup, per_script: int) -> None:
 
 
 # -- the FastAGI server ----------------------------------------------------------------------
-class Server:
-    """make_server in a thread; handle_error records what socketserver would print."""
-
-    def __init__(self, setup, pool_size=4):
-        self.log: List[str] = []
-        self.errors: List[str] = []
-        self.server = fastagi.make_server(setup.config, "127.0.0.1", 0, pool_size, self.log.append)
-        self.server.handle_error = lambda request, address: self.errors.append(traceback.format_exc())
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-        self.address = self.server.server_address
-
-    def call(self, case: Case, script: Optional[str] = None, hangup=None):
-        return Peer(case.asterisk(), hangup=hangup).call_fastagi(self.address,
-                                                                 case.script if script is None else script,
-                                                                 list(case.args), callerid=case.callerid,
-                                                                 timeout=20)
-
-    def close(self) -> float:
-        """Stop; returns how long server_close took (it waits for calls in flight)."""
-        self.server.shutdown()
-        started = time.monotonic()
-        closer = threading.Thread(target=self.server.server_close, daemon=True)
-        closer.start()
-        closer.join(timeout=15)
-        assert not closer.is_alive(), "server_close still waits for a call after 15 s"
-        self.server.pool.close()
-        return time.monotonic() - started
+def call_case(server: FastAGIServer, case: Case, script: Optional[str] = None):
+    """case through the FastAGI server (under another script name, if given)."""
+    return server.call(case.script if script is None else script, case.args, asterisk=case.asterisk(),
+                       callerid=case.callerid, timeout=20)
 
 
 HOSTILE_SCRIPT_NAMES = ["", "VIP_OR_NOT", "vip_or_not.py", "../delnum", "delnum;", "sticky_route\x00x",
@@ -890,7 +848,7 @@ def test_fastagi_hostile_inputs(setup):
     with the exact model; then hostile script names; the server must log one line per
     failure and never reach socketserver's error handler."""
     seed(setup)
-    server = Server(setup)
+    server = FastAGIServer(setup.config, pool_size=4)
     model = Model(QueueFold(setup))
     problems = []
     total = 0
@@ -899,7 +857,7 @@ def test_fastagi_hostile_inputs(setup):
             for index, case in enumerate(cases_for(script, SEED + 20 + SCRIPTS.index(script), FASTAGI)):
                 expected = expect(case, spawned=False, model=model)
                 before = len(server.log)
-                call = server.call(case)
+                call = call_case(server, case)
                 found = problems_of(call, expected) + check_log(server.log[before:], expected)
                 if found:
                     problems.append("%s #%d %s: %s" % (script, index, case.describe(), "; ".join(found)))
@@ -908,16 +866,16 @@ def test_fastagi_hostile_inputs(setup):
         for name in HOSTILE_SCRIPT_NAMES + [generator.value() for _ in range(100)]:
             seen = fastagi.script_name({"agi_network_script": through_environment(name),
                                         "agi_request": through_environment("agi://127.0.0.1/%s" % name)})
-            if seen in fastagi.SCRIPTS:
+            if seen in NAMES:
                 continue  # e.g. a generated 'delnum' would really be delnum
             before = len(server.log)
-            call = server.call(Case("vip_or_not", ["89130751580"], "89130751580"), script=name)
+            call = call_case(server, Case("vip_or_not", ["89130751580"], "89130751580"), script=name)
             lines = server.log[before:]
             if call.commands or len(lines) != 1 or "\n" in lines[0] or "unknown script" not in lines[0]:
                 problems.append("script name %s: commands %s, log %s" % (_short(name), call.commands, _short(lines)))
             total += 1
         # Still serving afterwards.
-        call = server.call(Case("vip_or_not", ["89130751580"], ""))
+        call = call_case(server, Case("vip_or_not", ["89130751580"], ""))
         assert call.variables == {"QUEUE_PRIO": "30", "VIP": "1", "VIP_LABEL": VIPS["79130751580"][1]}
     finally:
         server.close()
@@ -928,22 +886,8 @@ def test_fastagi_hostile_inputs(setup):
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-def vipsticky_command() -> List[str]:
-    beside = os.path.join(os.path.dirname(sys.executable), "vipsticky")
-    return [beside] if os.access(beside, os.X_OK) else [sys.executable, "-m", "agi_scripts.cli"]
-
-
 def run_cli(args, env):
-    return subprocess.run(vipsticky_command() + list(args), env=env, capture_output=True, text=True, timeout=60)
-
-
-def assert_one_error_line(result, what):
-    assert result.returncode != 0, (what, result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout, (what, result.stderr)
-    line = result.stderr.strip()
-    assert line, (what, "nothing on stderr")
-    assert "\n" not in line and "\r" not in line, (what, result.stderr)
-    assert line.startswith("vipsticky:"), (what, result.stderr)
+    return vipsticky(env, *args, timeout=60)
 
 
 CLI_BAD_NUMBERS = [

@@ -3,11 +3,10 @@ import random
 
 import pytest
 
+from agi_scripts import addressbook
 from agi_scripts.config import NumberPlan
-from agi_scripts.db import addressbook_statements
-from agi_scripts.numbers import number_key
-
-PLAN = NumberPlan()
+from agi_scripts.number_keys import number_key
+from utils import PLAN
 
 MUST_HOLD = {
     "+79130751580": "79130751580",
@@ -100,11 +99,11 @@ def corpus(seed=20261129, size=3000):
 def test_sql_function_agrees_with_python(mariadb):
     """The triggers compute keys in SQL: on the whole corpus the two must be equal."""
     database = mariadb.database()
-    for statement in addressbook_statements(PLAN, mariadb.config.vip)[1:5]:  # function and procedure only
-        database._run(statement)
+    for statement in addressbook.statements(PLAN, mariadb.config.vip)[1:5]:  # function and procedure only
+        database.run(statement)
     values = corpus()
-    mismatches = [(raw, number_key(raw, PLAN), database.sql_number_key(raw)) for raw in values
-                  if number_key(raw, PLAN) != database.sql_number_key(raw)]
+    mismatches = [(raw, number_key(raw, PLAN), addressbook.sql_number_key(database, raw)) for raw in values
+                  if number_key(raw, PLAN) != addressbook.sql_number_key(database, raw)]
     assert mismatches == []
     assert len(values) > 3000
     assert sum(number_key(raw, PLAN) is not None for raw in values) > 1000  # the corpus is not all junk

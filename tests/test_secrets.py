@@ -5,11 +5,11 @@ A distinctive password that needs percent-encoding in a URL is configured, and e
 place a person or a log could see is searched for it (raw, percent-encoded, or any
 fragment of it: "S3cret" is enough to fail):
 
-- the per-call scripts: every AGI command sent to Asterisk, the VERBOSE lines, the
+- the per-call scripts: every AGI command sent to Asterisk, the WARNINGs, the
   channel variables, stderr, and the syslog message (captured inside the real script
   process by replacing the syslog module's functions; there is no syslog daemon to
-  read from here). The syslog message is the VERBOSE text minus its "vipsticky "
-  prefix: channel.answer builds the reason once for both;
+  read from here). The syslog message is the WARNING's text minus its "vipsticky "
+  prefix: call.answer builds the reason once for both;
 - the CLI (lookup, install-schema, purge, vip list, bindings list): stdout and stderr;
 - FastAGI: the commands and the log lines, in process and from `vipsticky serve`
   (its real log stream, stderr);
@@ -25,10 +25,8 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,25 +34,18 @@ from urllib.parse import quote
 
 import pytest
 
-import private_mariadb
-from agi_scripts.config import ConfigError, load, parse_database_url
-from agi_scripts.db import Database, DatabaseError
-from agi_scripts.fastagi import make_server
-from agi_scripts.peer import Asterisk, Peer, script_command
-from conftest import server_params
+from agi_scripts.asterisk_standin import Asterisk, Peer, script_command
+from agi_scripts.config import Config, ConfigError, load, parse_database_url
+from agi_scripts.database import Database, DatabaseError
+from agi_scripts.schema import install_schema
+from utils import (AGENT, NUMBER, ONE_CALL_EACH, SERVER_URL, AllIdle, BlackHole, FastAGIServer, assert_clean,
+                   free_port, vipsticky, write_config)
 
 PASSWORD = "Sup3r-S3cret!pw@#:/%"
 ENCODED = quote(PASSWORD, safe="")  # Sup3r-S3cret%21pw%40%23%3A%2F%25
 SECRET_FORMS = (PASSWORD, ENCODED, quote(PASSWORD), PASSWORD.replace("%", "%%"), "S3cret")
 CONNECT_TIMEOUT = 1
-NUMBER = "+79120000001"
-AGENT = "PJSIP/alena"
-SCRIPT_CASES = [
-    ("vip_or_not", [NUMBER]),
-    ("sticky_route", ["lookup", NUMBER]),
-    ("sticky_route", ["remember", NUMBER, "", AGENT]),
-    ("delnum", [NUMBER]),
-]
+SCRIPT_CASES = ONE_CALL_EACH
 CLI_COMMANDS = [["install-schema"], ["lookup", NUMBER], ["purge"], ["vip", "list"], ["bindings", "list"]]
 SCENARIOS = ["wrong-password", "port-closed", "black-hole", "right-password"]
 FAILING = SCENARIOS[:3]
@@ -87,51 +78,16 @@ def assert_no_secret(where, *texts):
 
 
 def call_texts(call):
-    return [call.commands, call.verbose, call.variables, call.malformed, call.stderr]
-
-
-class AllIdle(dict):
-    def get(self, key, default=None):
-        return "NOT_INUSE"
+    return [call.commands, call.verbose, call.warnings, call.variables, call.malformed, call.stderr]
 
 
 # -- scenarios --------------------------------------------------------------------------
-class BlackHole:
-    def __init__(self):
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                self.accepted.append(self.listener.accept()[0])
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        for connection in self.accepted:
-            connection.close()
-        self.listener.close()
-
-
 class Scenario:
     def __init__(self, name, url, tmp_path):
         self.name = name
         self.url = url
         self.path = str(tmp_path / "vipsticky.conf")
-        with open(self.path, "w") as handle:
-            handle.write("[database]\nurl = %s\nconnect_timeout = %d\n" % (url, CONNECT_TIMEOUT))
+        write_config(self.path, url, CONNECT_TIMEOUT)
         self.syslog_path = str(tmp_path / "syslog.jsonl")
         self.env = dict(os.environ, VIPSTICKY_CONFIG=self.path, VIPSTICKY_TEST_SYSLOG=self.syslog_path)
 
@@ -145,42 +101,33 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    """A private MariaDB with a user whose password is PASSWORD."""
-    if not private_mariadb.available():
-        pytest.fail("mariadb-install-db and mariadbd are needed (apt-get install mariadb-server)")
-    server = private_mariadb.PrivateMariaDB(tmp_path_factory.mktemp("secrets-mariadb"))
-    server.install()
-    server.start()
-    connection = server.connect()
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE USER 'vs_secret'@'127.0.0.1' IDENTIFIED BY %s", (PASSWORD,))
-        cursor.execute("GRANT ALL ON *.* TO 'vs_secret'@'127.0.0.1'")
-    connection.close()
-    yield server
-    server.destroy()
+def secret_server(private_server):
+    """The module's private MariaDB with a user whose password is PASSWORD."""
+    private_server.execute("CREATE USER 'vs_secret'@'127.0.0.1' IDENTIFIED BY '%s'" % PASSWORD.replace("'", "''"),
+                           "GRANT ALL ON *.* TO 'vs_secret'@'127.0.0.1'")
+    return private_server
 
 
 @pytest.fixture(params=SCENARIOS)
 def scenario(request, tmp_path):
     hole = None
     if request.param == "wrong-password":
-        params = server_params()
-        url = "mysql://%s:%s@%s:%d/test" % (params["user"], ENCODED, params["host"], params["port"])
+        shared = parse_database_url(SERVER_URL)
+        url = "mysql://%s:%s@%s:%d/test" % (shared.user, ENCODED, shared.host, shared.port)
     elif request.param == "port-closed":
-        url = "mysql://root:%s@127.0.0.1:%d/test" % (ENCODED, private_mariadb.free_port())
+        url = "mysql://root:%s@127.0.0.1:%d/test" % (ENCODED, free_port())
     elif request.param == "black-hole":
         hole = BlackHole()
         url = "mysql://root:%s@127.0.0.1:%d/test" % (ENCODED, hole.port)
     else:
-        server = request.getfixturevalue("private_server")
+        server = request.getfixturevalue("secret_server")
         name = "vs_secret_%s" % uuid.uuid4().hex[:8]
         server.execute("CREATE DATABASE %s" % name)
         url = server.url(name, user="vs_secret", password=ENCODED)
     result = Scenario(request.param, url, tmp_path)
     if request.param == "right-password":
         database = Database(result.config.database)
-        lines = database.install_schema(result.config)
+        lines = install_schema(database, result.config)
         database.close()
         assert_no_secret("install_schema's report", lines)
     yield result
@@ -205,16 +152,16 @@ def test_scripts_never_show_the_password(scenario, script, args):
         command=[sys.executable, "-c", SYSLOG_SHIM % script])
     syslog = read_syslog(scenario)
     assert_no_secret("%s %s" % (script, args), *call_texts(call), syslog)
-    assert not call.timed_out and call.exit_code == 0 and call.stderr == "" and call.malformed == []
+    assert_clean(call)
     if not scenario.failing:
-        assert call.verbose == [] and syslog == []
+        assert call.warnings == [] and syslog == []
         return
-    assert len(call.verbose) == 1, call.verbose
-    assert "***" in call.verbose[0] or scenario.name == "black-hole", call.verbose
-    # One syslog line, the same text as the VERBOSE line (without the ident).
+    assert len(call.warnings) == 1, call.warnings
+    assert "***" in call.warnings[0] or scenario.name == "black-hole", call.warnings
+    # One syslog line, the same text as the WARNING (without the ident).
     messages = [entry for entry in syslog if entry[0] == "syslog"]
     assert len(messages) == 1, syslog
-    assert call.verbose[0] == "vipsticky " + messages[0][2]
+    assert call.warnings[0] == "vipsticky " + messages[0][2]
     assert [entry[1] for entry in syslog if entry[0] == "openlog"] == ["vipsticky"]
 
 
@@ -222,8 +169,7 @@ def test_scripts_never_show_the_password(scenario, script, args):
 def run_cli(scenario, args):
     """(exit status or None when it had to be killed, stdout, stderr)."""
     try:
-        result = subprocess.run(script_command("vipsticky") + args, env=scenario.env, capture_output=True,
-                                text=True, timeout=CONNECT_TIMEOUT + 7)
+        result = vipsticky(scenario, *args, timeout=CONNECT_TIMEOUT + 7)
         return result.returncode, result.stdout, result.stderr
     except subprocess.TimeoutExpired as expired:
         # A black hole keeps the CLI waiting (see test_faults.test_cli_gives_up_on_a_black_hole):
@@ -258,30 +204,21 @@ def test_cli_never_shows_the_password(scenario):
 
 # -- FastAGI -------------------------------------------------------------------------------------
 def test_fastagi_never_shows_the_password(scenario):
-    log = []
-    server = make_server(scenario.config, "127.0.0.1", 0, 2, log.append)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        calls = [Peer(Asterisk(devices=AllIdle())).call_fastagi(server.server_address, script, args,
-                                                                callerid=NUMBER, timeout=20)
+    with FastAGIServer(scenario.config) as server:
+        calls = [server.call(script, args, asterisk=Asterisk(devices=AllIdle()), callerid=NUMBER)
                  for script, args in SCRIPT_CASES]
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.pool.close()
-        thread.join(10)
+    log = server.log
     for call in calls:
         assert_no_secret("FastAGI %s %s" % (call.script, call.args), *call_texts(call))
     assert_no_secret("the FastAGI log", log)
     assert len(log) == (len(SCRIPT_CASES) if scenario.failing else 0), log
     for call, line in zip(calls, log):
-        assert call.verbose == ["vipsticky " + line]
+        assert call.warnings == ["vipsticky " + line]
 
 
 def test_vipsticky_serve_log_never_shows_the_password(scenario):
     """`vipsticky serve` logs to stderr (the journal under systemd): its real output."""
-    port = private_mariadb.free_port()
+    port = free_port()
     process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:%d" % port],
                                env=scenario.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -343,7 +280,7 @@ def test_database_error_never_shows_the_password(scenario):
             assert_no_secret("DatabaseError from remember (%s)" % scenario.name, *error_texts(raised.value))
             return
         with pytest.raises(DatabaseError) as raised:
-            database._run("SELECT * FROM no_such_table")
+            database.run("SELECT * FROM no_such_table")
         assert_no_secret("DatabaseError, missing table", *error_texts(raised.value))
         wrong_database = Database(parse_database_url(scenario.url.rsplit("/", 1)[0] + "/no_such_database",
                                                      connect_timeout=CONNECT_TIMEOUT))
@@ -360,7 +297,6 @@ def test_config_never_shows_the_password():
     settings = parse_database_url(url)
     assert settings.password == PASSWORD
     assert settings.safe_url == "mysql://root:***@127.0.0.1:3306/test"
-    from agi_scripts.config import Config
     config = Config(database=settings)
     assert_no_secret("Config/DatabaseSettings", repr(settings), str(settings), repr(config), str(config),
                      "%s %r" % (config, config), "{0} {0!r}".format(settings), settings.safe_url)
@@ -381,7 +317,7 @@ BROKEN_CONFIGS = {
 @pytest.mark.parametrize("broken", sorted(BROKEN_CONFIGS))
 def test_broken_config_never_shows_the_password(broken, tmp_path):
     """A config that holds the password but cannot be used: the ConfigError message,
-    a call's VERBOSE line and the CLI's error line name the problem, not the secret."""
+    a call's WARNING and the CLI's error line name the problem, not the secret."""
     path = tmp_path / "vipsticky.conf"
     path.write_text(BROKEN_CONFIGS[broken])
     env = dict(os.environ, VIPSTICKY_CONFIG=str(path))
@@ -393,7 +329,7 @@ def test_broken_config_never_shows_the_password(broken, tmp_path):
         assert_no_secret("Config (%s)" % broken, repr(config), str(config), config.database.safe_url)
     call = Peer().run_script("vip_or_not", [NUMBER], process_env=env, timeout=20)
     assert_no_secret("vip_or_not with a broken config (%s)" % broken, *call_texts(call))
-    assert call.exit_code == 0 and call.stderr == "" and call.variables.get("QUEUE_PRIO") == "5"
-    result = subprocess.run(script_command("vipsticky") + ["lookup", NUMBER], env=env, capture_output=True,
-                            text=True, timeout=CONNECT_TIMEOUT + 30)
+    assert_clean(call)
+    assert call.variables.get("QUEUE_PRIO") == "5"
+    result = vipsticky(env, "lookup", NUMBER, timeout=CONNECT_TIMEOUT + 30)
     assert_no_secret("vipsticky lookup with a broken config (%s)" % broken, result.stdout, result.stderr)

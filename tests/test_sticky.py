@@ -249,7 +249,7 @@ def test_lookup_error_fails_open(setup, args):
     call = assert_clean(setup.run("sticky_route", args, asterisk=available("PJSIP/alena")))
     assert call.variables.get("STICKY_STATUS") == "error", call
     assert call.variables.get("STICKY_AGENT") == "", call
-    assert len(call.verbose) == 1, call
+    assert len(call.warnings) == 1, call
 
 
 def test_remember_bad_queue_is_error_and_writes_nothing(setup):
@@ -593,7 +593,7 @@ def run_at_once(setup, argument_lists):
 
 def test_concurrent_remember_same_number_one_row(setup):
     calls = run_at_once(setup, [["remember", NUMBER, "q1", "PJSIP/agent%d" % i] for i in range(100)])
-    problems = [(c.args[-1], c.exit_code, c.variables, c.verbose, c.stderr[:200]) for c in calls
+    problems = [(c.args[-1], c.exit_code, c.variables, c.warnings, c.stderr[:200]) for c in calls
                 if c.exit_code != 0 or c.stderr or c.malformed or c.variables != {"STICKY_STATUS": "stored"}]
     assert problems == []
     rows = bindings_rows(setup)
@@ -605,7 +605,7 @@ def test_concurrent_remember_same_number_one_row(setup):
 def test_concurrent_remember_different_numbers(setup):
     numbers = ["8913%07d" % i for i in range(100)]
     calls = run_at_once(setup, [["remember", number, "q1", "PJSIP/agent%d" % i] for i, number in enumerate(numbers)])
-    problems = [(c.args[1], c.exit_code, c.variables, c.verbose, c.stderr[:200]) for c in calls
+    problems = [(c.args[1], c.exit_code, c.variables, c.warnings, c.stderr[:200]) for c in calls
                 if c.exit_code != 0 or c.stderr or c.malformed or c.variables != {"STICKY_STATUS": "stored"}]
     assert problems == []
     rows = bindings_rows(setup)

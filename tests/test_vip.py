@@ -1,70 +1,26 @@
 """vip_or_not over the AGI protocol, the vip CLI and `vipsticky lookup`, on SQLite and MariaDB.
 
-Every call runs the installed console script as Asterisk would (agi_scripts.peer), against
+Every call runs the installed console script as Asterisk would (agi_scripts.asterisk_standin), against
 a real database: nothing inside the script process is replaced.
 """
 import json
 import os
-import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-import pymysql
 import pytest
 from click.testing import CliRunner
 
+from agi_scripts.asterisk_standin import Peer
 from agi_scripts.cli import cli
-from agi_scripts.config import NumberPlan
-from agi_scripts.numbers import number_key
-from agi_scripts.peer import Peer, script_command
-from conftest import server_params
+from agi_scripts.number_keys import number_key
+from utils import (PLAN, BlackHole, assert_failed_open, check_vip_call, free_port, one_line, vip_of, vip_result,
+                   vipsticky)
 
-PLAN = NumberPlan()
 PASSWORD = "S3cretPass"
 LOOKUP_KEYS = {"number", "key", "vip", "priority", "label", "source", "bindings"}
 
 
 # -- helpers --------------------------------------------------------------------------
-def check_call(call, verbose=0):
-    """What every vip_or_not call must look like: exit 0, nothing on stderr, nothing
-    malformed, exactly three SET VARIABLE commands (plus `verbose` VERBOSE lines)."""
-    assert not call.timed_out
-    assert call.exit_code == 0
-    assert call.stderr == ""
-    assert call.malformed == []
-    sets = [command for command in call.commands if command.upper().startswith("SET VARIABLE ")]
-    assert len(sets) == 3, call.commands
-    assert len(call.verbose) == verbose, call.verbose
-    assert len(call.commands) == 3 + verbose, call.commands
-    assert set(call.variables) == {"QUEUE_PRIO", "VIP", "VIP_LABEL"}
-    return call
-
-
-def result(call):
-    return call.variables["QUEUE_PRIO"], call.variables["VIP"], call.variables["VIP_LABEL"]
-
-
-def vipsticky(env, *args):
-    """The vipsticky console script as an admin runs it."""
-    return subprocess.run(script_command("vipsticky") + list(args), env=env, capture_output=True, text=True,
-                          timeout=60)
-
-
-def one_line(text):
-    lines = text.splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 where nothing listens."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def config_env(tmp_path, text, name="vipsticky.conf"):
     path = tmp_path / name
     path.write_text(text)
@@ -88,8 +44,7 @@ def test_vip_added_with_database_api(setup):
                              ("3843123456", ("12", "1", "Office")),
                              ("89130751581", ("5", "0", "")),
                              ("+380441234567", ("5", "0", ""))):
-        call = check_call(setup.run("vip_or_not", [number]))
-        assert result(call) == expected, number
+        assert vip_of(setup, [number]) == expected, number
 
 
 def test_vip_added_with_cli(setup):
@@ -99,22 +54,21 @@ def test_vip_added_with_cli(setup):
     assert "79130751580" in added.stdout
     default = vipsticky(setup.env, "vip", "add", "3123456", "--label", "Local")
     assert default.returncode == 0, default.stderr
-    assert result(check_call(setup.run("vip_or_not", ["+7 913 075-15-80"]))) == ("25", "1", "Anna Karenina")
-    assert result(check_call(setup.run("vip_or_not", ["83843123456"]))) == ("10", "1", "Local")
-    assert result(check_call(setup.run("vip_or_not", ["83843123457"]))) == ("5", "0", "")
+    assert vip_of(setup, ["+7 913 075-15-80"]) == ("25", "1", "Anna Karenina")
+    assert vip_of(setup, ["83843123456"]) == ("10", "1", "Local")
+    assert vip_of(setup, ["83843123457"]) == ("5", "0", "")
 
 
 def test_number_defaults_to_callerid(setup):
     database = setup.database()
     database.vip_add("79130751580", 17, "By caller ID")
     database.close()
-    assert result(check_call(setup.run("vip_or_not", [], callerid="+79130751580"))) == ("17", "1", "By caller ID")
-    assert result(check_call(setup.run("vip_or_not", [], callerid="89130751580"))) == ("17", "1", "By caller ID")
-    assert result(check_call(setup.run("vip_or_not", [], callerid="89130751589"))) == ("5", "0", "")
+    assert vip_of(setup, [], callerid="+79130751580") == ("17", "1", "By caller ID")
+    assert vip_of(setup, [], callerid="89130751580") == ("17", "1", "By caller ID")
+    assert vip_of(setup, [], callerid="89130751589") == ("5", "0", "")
     # An explicit argument wins over the caller ID, both ways.
-    assert result(check_call(setup.run("vip_or_not", ["89130751589"], callerid="+79130751580"))) == ("5", "0", "")
-    assert result(check_call(setup.run("vip_or_not", ["9130751580"], callerid="anonymous"))) == \
-        ("17", "1", "By caller ID")
+    assert vip_of(setup, ["89130751589"], callerid="+79130751580") == ("5", "0", "")
+    assert vip_of(setup, ["9130751580"], callerid="anonymous") == ("17", "1", "By caller ID")
 
 
 GARBAGE = ["anonymous", "restricted", "", "201", "9130751580' OR '1'='1", "*9130751580", "913075158O",
@@ -122,29 +76,27 @@ GARBAGE = ["anonymous", "restricted", "", "201", "9130751580' OR '1'='1", "*9130
 
 
 def test_garbage_never_touches_the_database(setup):
-    """With vip_numbers gone, any lookup fails (and fails open with a VERBOSE line): the
+    """With vip_numbers gone, any lookup fails (and fails open with a WARNING): the
     garbage numbers must not get that far."""
     database = setup.database()
     database.vip_add("79130751580", 30, "x")
-    database._run("DROP TABLE vip_numbers")
+    database.run("DROP TABLE vip_numbers")
     database.close()
     # control: a usable number does reach the database, which now fails
-    control = check_call(setup.run("vip_or_not", ["89130751580"]), verbose=1)
-    assert result(control) == ("5", "0", "")
+    control = check_vip_call(setup.run("vip_or_not", ["89130751580"]), warnings=1)
+    assert vip_result(control) == ("5", "0", "")
     for number in GARBAGE:
-        call = check_call(setup.run("vip_or_not", [number]))
-        assert result(call) == ("5", "0", ""), number
+        assert vip_of(setup, [number]) == ("5", "0", ""), number
     for callerid in ("anonymous", ""):
-        call = check_call(setup.run("vip_or_not", [], callerid=callerid))
-        assert result(call) == ("5", "0", ""), callerid
+        assert vip_of(setup, [], callerid=callerid) == ("5", "0", ""), callerid
 
 
 def test_garbage_never_opens_a_missing_sqlite_file(tmp_path):
     missing = tmp_path / "nowhere" / "vip.sqlite3"
     env = config_env(tmp_path, "[database]\nurl = sqlite:///%s\n" % missing)
     for number in ("anonymous", "201", "9130751580' OR '1'='1"):
-        call = check_call(run_vip_or_not(env, [number]))
-        assert result(call) == ("5", "0", "")
+        call = check_vip_call(run_vip_or_not(env, [number]))
+        assert vip_result(call) == ("5", "0", "")
     assert not missing.exists()
     assert not missing.parent.exists()
 
@@ -154,7 +106,7 @@ def test_label_cannot_inject_agi_commands(setup):
     database = setup.database()
     database.vip_add("79130751580", 20, label)
     database.close()
-    call = check_call(setup.run("vip_or_not", ["89130751580"]))
+    call = check_vip_call(setup.run("vip_or_not", ["89130751580"]))
     label_commands = [command for command in call.commands if "VIP_LABEL" in command]
     assert len(label_commands) == 1
     value = call.variables["VIP_LABEL"]
@@ -164,7 +116,7 @@ def test_label_cannot_inject_agi_commands(setup):
     assert " ".join(value.split()) == " ".join(label.split())  # only the line breaks changed
     assert call.variables["QUEUE_PRIO"] == "20"
     assert call.variables["VIP"] == "1"
-    assert call.verbose == []
+    assert call.warnings == [] and call.verbose == []
 
 
 def test_custom_priorities(setup):
@@ -174,18 +126,18 @@ def test_custom_priorities(setup):
     database = setup.database()
     database.vip_add("73843123456", 7, "Explicit")
     database.close()
-    assert result(check_call(setup.run("vip_or_not", ["+79130751580"]))) == ("42", "1", "Default prio")
-    assert result(check_call(setup.run("vip_or_not", ["123456"]))) == ("7", "1", "Explicit")
-    assert result(check_call(setup.run("vip_or_not", ["89130751581"]))) == ("-3", "0", "")
-    assert result(check_call(setup.run("vip_or_not", ["anonymous"]))) == ("-3", "0", "")
+    assert vip_of(setup, ["+79130751580"]) == ("42", "1", "Default prio")
+    assert vip_of(setup, ["123456"]) == ("7", "1", "Explicit")
+    assert vip_of(setup, ["89130751581"]) == ("-3", "0", "")
+    assert vip_of(setup, ["anonymous"]) == ("-3", "0", "")
 
 
 # -- fail-open ------------------------------------------------------------------------
 def check_fail_open(call, connect_timeout, normal="5"):
-    check_call(call, verbose=1)
-    assert result(call) == (normal, "0", "")
-    assert call.elapsed < connect_timeout + 1.0
-    everything = "\n".join(call.commands + call.verbose + [call.stderr])
+    check_vip_call(call, warnings=1)
+    assert_failed_open(call, "vip_or_not", connect_timeout + 1.0,
+                       fail_open={"QUEUE_PRIO": normal, "VIP": "0", "VIP_LABEL": ""})
+    everything = "\n".join(call.commands + call.verbose + call.warnings + [call.stderr])
     assert PASSWORD not in everything
     return call
 
@@ -194,7 +146,7 @@ def test_fail_open_database_down(tmp_path):
     env = config_env(tmp_path, "[database]\nurl = mysql://asterisk:%s@127.0.0.1:%d/vipsticky\nconnect_timeout = 1\n"
                      % (PASSWORD, free_port()))
     call = check_fail_open(run_vip_or_not(env, ["89130751580"]), 1)
-    assert "127.0.0.1" in call.verbose[0]
+    assert "127.0.0.1" in call.warnings[0]
 
 
 def test_fail_open_database_down_keeps_custom_normal_priority(tmp_path):
@@ -206,15 +158,10 @@ def test_fail_open_database_down_keeps_custom_normal_priority(tmp_path):
 def test_fail_open_database_never_answers(tmp_path):
     """A server that accepts the TCP connection and never speaks: the call must still
     be answered within connect_timeout + 1 s."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(16)  # the kernel completes the handshake; nobody ever accept()s
-    try:
+    with BlackHole(accept=False, backlog=16) as silent:  # the kernel completes the handshake; nobody accept()s
         env = config_env(tmp_path, "[database]\nurl = mysql://asterisk:%s@127.0.0.1:%d/vipsticky\n"
-                         "connect_timeout = 1\n" % (PASSWORD, silent.getsockname()[1]))
+                         "connect_timeout = 1\n" % (PASSWORD, silent.port))
         check_fail_open(run_vip_or_not(env, ["89130751580"]), 1)
-    finally:
-        silent.close()
 
 
 def test_fail_open_wrong_password(mariadb, tmp_path):
@@ -228,9 +175,8 @@ def test_fail_open_table_locked(mariadb):
     database = mariadb.database()
     database.vip_add("79130751580", 30, "Locked out")
     database.close()
-    with open(mariadb.path, "w") as handle:
-        handle.write("[database]\nurl = %s\nconnect_timeout = 1\n" % mariadb.url)
-    locker = pymysql.connect(database=mariadb.mysql_database, **server_params())
+    mariadb.rewrite(connect_timeout=1)
+    locker = mariadb.connection()
     try:
         with locker.cursor() as cursor:
             cursor.execute("LOCK TABLES vip_numbers WRITE")
@@ -239,7 +185,7 @@ def test_fail_open_table_locked(mariadb):
             cursor.execute("UNLOCK TABLES")
     finally:
         locker.close()
-    assert result(check_call(mariadb.run("vip_or_not", ["89130751580"]))) == ("30", "1", "Locked out")
+    assert vip_of(mariadb, ["89130751580"]) == ("30", "1", "Locked out")
 
 
 def test_cli_database_down_is_one_line_without_password(tmp_path):
@@ -281,7 +227,7 @@ def test_fail_open_bad_config(tmp_path, text):
 def test_fail_open_config_file_missing(tmp_path):
     env = dict(os.environ, VIPSTICKY_CONFIG=str(tmp_path / "no-such.conf"))
     call = check_fail_open(run_vip_or_not(env, [], callerid="89130751580"), 2)
-    assert "no-such.conf" in call.verbose[0]
+    assert "no-such.conf" in call.warnings[0]
 
 
 def test_fail_open_addressbook_source_on_sqlite(sqlite):
@@ -327,7 +273,7 @@ def test_lookup_json_agrees_with_vip_or_not(setup):
     runner = CliRunner()
     vip_count = 0
     for number, call in zip(CORPUS, calls):
-        check_call(call)
+        check_vip_call(call)
         outcome = runner.invoke(cli, ["--config", setup.path, "lookup", "--json", "--", number])
         assert outcome.exit_code == 0, (number, outcome.output)
         lines = outcome.stdout.splitlines()
@@ -373,12 +319,12 @@ def test_vip_add_remove_list(setup):
     assert vipsticky(setup.env, "vip", "add", "+79130751580", "--priority", "3", "--label", "Anna").returncode == 0
     assert vip_list(setup) == [{"key": "73843123456", "priority": 10, "label": "Office"},
                                {"key": "79130751580", "priority": 3, "label": "Anna"}]
-    assert result(check_call(setup.run("vip_or_not", ["9130751580"]))) == ("3", "1", "Anna")
+    assert vip_of(setup, ["9130751580"]) == ("3", "1", "Anna")
 
     removed = vipsticky(setup.env, "vip", "remove", "9130751580")
     assert removed.returncode == 0, removed.stderr
     assert vip_list(setup) == [{"key": "73843123456", "priority": 10, "label": "Office"}]
-    assert result(check_call(setup.run("vip_or_not", ["89130751580"]))) == ("5", "0", "")
+    assert vip_of(setup, ["89130751580"]) == ("5", "0", "")
 
     again = vipsticky(setup.env, "vip", "remove", "9130751580")
     assert again.returncode == 1
@@ -412,8 +358,8 @@ def test_vip_import_with_header(setup, tmp_path):
                                {"key": "380441234567", "priority": 10, "label": ""},
                                {"key": "73843123456", "priority": 10, "label": "Office"},
                                {"key": "74951234567", "priority": -1, "label": 'Say "hi"'}]
-    assert result(check_call(setup.run("vip_or_not", ["89130751580"]))) == ("25", "1", "Ivanov, Ivan")
-    assert result(check_call(setup.run("vip_or_not", ["84951234567"]))) == ("-1", "1", 'Say "hi"')
+    assert vip_of(setup, ["89130751580"]) == ("25", "1", "Ivanov, Ivan")
+    assert vip_of(setup, ["84951234567"]) == ("-1", "1", 'Say "hi"')
 
 
 def test_vip_import_without_header_updates(setup, tmp_path):

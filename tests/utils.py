@@ -10,8 +10,11 @@ tests/conftest.py (rootdir-based "prepend" import mode, tests/ is no package).
   check_vip_call() / vip_result();
 - servers: BlackHole (a database that never answers), FastAGIServer (make_server in a
   thread), AllIdle (every device idle);
-- report_problems(): one assertion listing what went wrong in a batch of calls.
+- report_problems(): one assertion listing what went wrong in a batch of calls;
+  report(): figures printed and kept in the junit XML;
+- LoadRun: a load of scripted calls, each classified normal / failed open / a problem.
 """
+import itertools
 import os
 import socket
 import socketserver
@@ -32,6 +35,7 @@ from agi_scripts.config import NumberPlan, load, parse_database_url
 from agi_scripts.database import Database
 from agi_scripts.dialects import MySQL
 from agi_scripts.fastagi import make_server
+from agi_scripts.number_keys import number_key
 from agi_scripts.schema import install_schema
 import private_mariadb
 
@@ -55,6 +59,7 @@ FAIL_OPEN = {
     "delnum": {"DELNUM_STATUS": "error"},
 }
 VIP_VARIABLES = ("QUEUE_PRIO", "VIP", "VIP_LABEL")
+VIP_NUMBERS = ["+7915%07d" % index for index in range(20)]  # LoadRun's VIPs (priority 10)
 free_port = private_mariadb.free_port  # a TCP port on 127.0.0.1 where nothing listens
 
 
@@ -231,14 +236,14 @@ def assert_failed_open(call, script, limit=None, fail_open=None):
     return call
 
 
-def check_vip_call(call, verbose=0):
+def check_vip_call(call, warnings=0):
     """What every vip_or_not call must look like: clean, exactly three SET VARIABLE
-    commands (plus `verbose` VERBOSE lines) for QUEUE_PRIO, VIP and VIP_LABEL."""
+    commands (plus `warnings` WARNINGs for the Asterisk log) for QUEUE_PRIO, VIP and VIP_LABEL."""
     assert_clean(call)
     sets = [command for command in call.commands if command.upper().startswith("SET VARIABLE ")]
     assert len(sets) == 3, call.commands
-    assert len(call.verbose) == verbose, call.verbose
-    assert len(call.commands) == 3 + verbose, call.commands
+    assert len(call.warnings) == warnings and call.verbose == [], (call.warnings, call.verbose)
+    assert len(call.commands) == 3 + warnings, call.commands
     assert set(call.variables) == set(VIP_VARIABLES)
     return call
 
@@ -251,6 +256,14 @@ def vip_result(call):
 def vip_of(setup, args, callerid=""):
     """(QUEUE_PRIO, VIP, VIP_LABEL) of one vip_or_not call on setup, which must pass check_vip_call."""
     return vip_result(check_vip_call(setup.run("vip_or_not", args, callerid=callerid)))
+
+
+def report(record_property, title, figures):
+    """Print figures (pytest -s) and keep them in the junit XML."""
+    print("\n== %s ==" % title)
+    for name, value in figures.items():
+        print("  %-40s %s" % (name, value))
+        record_property(name, value)
 
 
 def report_problems(problems: List[str], total: int, what="calls", shown=15) -> None:
@@ -360,3 +373,74 @@ class FastAGIServer:
     def __exit__(self, exc_type, *exc):
         self.close(check=exc_type is None)
         return False
+
+
+# -- a load of calls ---------------------------------------------------------------------------
+class LoadRun:
+    """A load of scripted calls (remember, lookup of what was acknowledged, vip_or_not of
+    VIP_NUMBERS and of others): hands out jobs, classifies results, keeps the figures.
+    Thread-safe. The caller appends its own records."""
+
+    def __init__(self, rng):
+        self.lock = threading.Lock()
+        self.rng = rng
+        self.sequence = itertools.count()
+        self.acknowledged = {}  # key -> agent, for every remember that reported stored
+        self.acknowledged_keys = []
+        self.records = []  # what the caller appends, e.g. (kind, script, action, start, end, outcome, elapsed)
+        self.problems = []
+        self.counts = {"fastagi": 0, "process": 0}
+
+    def job(self):
+        with self.lock:
+            index = next(self.sequence)
+            slot = index % 10
+            if slot < 5:
+                number = "+7912%07d" % index
+                return "remember", ["remember", number, "", "PJSIP/agent%05d" % index], None
+            if slot < 8:
+                if self.acknowledged_keys and slot != 7:
+                    key = self.rng.choice(self.acknowledged_keys)
+                    return "lookup", ["lookup", "+" + key], self.acknowledged[key]
+                return "lookup", ["lookup", "+7913%07d" % index], None  # never bound
+            if slot == 8:
+                return "vip", [self.rng.choice(VIP_NUMBERS)], True
+            return "vip", ["+7914%07d" % index], False
+
+    def classify(self, kind, action, args, expected, call):
+        """'normal' or 'failed-open'; anything else is a problem."""
+        script = "vip_or_not" if action == "vip" else "sticky_route"
+        where = "%s %s %s" % (kind, script, args)
+        if call.timed_out or call.exit_code != 0 or call.stderr or call.malformed:
+            return self.problem("%s: exit %s, timed out %s, stderr %r, malformed %r"
+                                % (where, call.exit_code, call.timed_out, call.stderr[-300:], call.malformed))
+        variables = call.variables
+        if call.warnings:
+            if len(call.warnings) != 1 or not call.warnings[0].endswith("; failing open") or \
+                    any(variables.get(n) != v for n, v in FAIL_OPEN[script].items()):
+                return self.problem("%s: bad fail-open %r %r" % (where, call.warnings, variables))
+            return "failed-open"
+        if action == "remember":
+            if variables.get("STICKY_STATUS") != "stored":
+                return self.problem("%s: remember said %r" % (where, variables))
+            key = number_key(args[1], PLAN)
+            with self.lock:
+                self.acknowledged[key] = args[3]
+                self.acknowledged_keys.append(key)
+        elif action == "lookup":
+            want = ("found", expected) if expected else ("none", "")
+            got = (variables.get("STICKY_STATUS"), variables.get("STICKY_AGENT"))
+            if got != want:
+                return self.problem("%s: lookup gave %r, expected %r%s" % (
+                    where, got, want, " (an acknowledged binding is missing)" if expected else ""))
+        else:
+            want = ("10", "1") if expected else ("5", "0")
+            got = (variables.get("QUEUE_PRIO"), variables.get("VIP"))
+            if got != want:
+                return self.problem("%s: vip_or_not gave %r, expected %r" % (where, got, want))
+        return "normal"
+
+    def problem(self, text):
+        with self.lock:
+            self.problems.append(text)
+        return "problem"
