@@ -61,11 +61,14 @@ class _Replies:
 
     def __init__(self, stream):
         self.stream = stream
+        self.by_hand = False  # Channel.from_stdio: the end of the input answers "200 result=1"
 
     def readline(self):
         line = self.stream.readline()
         if line and not self.REPLY.match(line):
             raise _OutOfStep()
+        if not line and self.by_hand:
+            return "200 result=1\n"
         return line
 
 
@@ -102,6 +105,7 @@ class Channel:
         self._agi = agi
         self.env = agi.env
         self.args = list(args)
+        self.log = None  # where the call's warnings go besides Asterisk: None is syslog (call.warn)
 
     @classmethod
     def from_stdio(cls, args):
@@ -110,7 +114,16 @@ class Channel:
         stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="replace", newline="\n",
                                   write_through=True)
         channel = cls(_AGI(stdin, stdout, watch_sighup=True), args)
-        channel._catch_up(STANDARD_ENV | {"agi_arg_%d" % count for count in range(1, len(args) + 1)})
+        if channel.env and "agi_channel" not in channel.env:
+            # Typed or piped by a person (printf 'agi_request: vip_or_not\nagi_callerid: ...\n\n' |
+            # vip_or_not): res_agi sends agi_channel second, right after agi_request, before any
+            # value a caller controls, so a line feed in a caller ID or argument that cuts the
+            # environment short leaves agi_channel in it, and _catch_up still skips the rest.
+            # By hand there is no rest to skip; each command is printed, and the end of the input
+            # answers "200 result=1" so that the script goes on to its last command.
+            channel._agi.stdin.by_hand = True
+        else:
+            channel._catch_up(STANDARD_ENV | {"agi_arg_%d" % count for count in range(1, len(args) + 1)})
         return channel
 
     @classmethod

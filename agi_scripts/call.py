@@ -3,6 +3,7 @@
 A failure gives the handler's fail-open values, one WARNING in the Asterisk log, one
 syslog line and exit status 0: the call goes on to the queue whatever happens.
 """
+import os
 import signal
 import sys
 from collections import namedtuple
@@ -57,8 +58,10 @@ def number_and_queue(channel, args, config):
 
 
 def answer(channel, script: Script, config: Config, database, deadline=None, log=None) -> str:
-    """Run one call's handler; on any failure set its fail-open values and log once
-    (syslog unless `log` is given). Returns 'ok', 'hangup' or 'failed'."""
+    """Run one call's handler; on any failure set its fail-open values and log once.
+    `log` (FastAGI's server log) takes the call's warnings instead of syslog.
+    Returns 'ok', 'hangup' or 'failed'."""
+    channel.log = log
     try:
         with Deadline(deadline):
             script.handle(channel, channel.args, config, database)
@@ -66,22 +69,24 @@ def answer(channel, script: Script, config: Config, database, deadline=None, log
     except Hangup:
         return "hangup"
     except (Exception, CallDeadline) as error:
-        fail(channel, script, config, error, log)
+        fail(channel, script, config, error)
         return "failed"
 
 
-def fail(channel, script: Script, config: Config, error: BaseException, log=None) -> None:
+def fail(channel, script: Script, config: Config, error: BaseException) -> None:
     """Log the failure once and set the handler's fail-open values."""
-    warn(channel, script, config, "%s; failing open" % describe(error), log)
+    warn(channel, script, config, "%s; failing open" % describe(error))
     try:
         script.fail_open(channel, config)
     except (Hangup, CommandFailed):
         pass  # the caller is gone, or Asterisk refused: nothing more to tell
 
 
-def warn(channel, script: Script, config: Config, message: str, log=None) -> None:
+def warn(channel, script: Script, config: Config, message: str) -> None:
     """One WARNING where the admin looks: the Asterisk log (the messages file keeps
-    WARNING with Asterisk's default logger.conf) and syslog, or `log` when given."""
+    WARNING with Asterisk's default logger.conf) and syslog, or the channel's log
+    (FastAGI's server log) when it has one."""
+    log = channel.log
     if log is None:
         syslog_warning(script.name, message, config.syslog_facility)
     else:
@@ -93,7 +98,13 @@ def warn(channel, script: Script, config: Config, message: str, log=None) -> Non
 
 
 def run(script: Script) -> int:
-    """main() of a per-call script. Always exits 0: a failure is a normal call."""
+    """main() of a per-call script. Always exits 0: a failure is a normal call (2 when a
+    person at a terminal gets the usage instead)."""
+    # Asterisk gives the script pipes, never a terminal: a terminal is a person, who would
+    # otherwise wait for an environment that never comes.
+    if os.isatty(0) or (sys.argv[1:] in (["--help"], ["-h"]) and os.isatty(1)):
+        sys.stdout.write(usage(script))
+        return 2
     try:
         channel = Channel.from_stdio(sys.argv[1:])
     except Hangup:
@@ -115,12 +126,27 @@ def run(script: Script) -> int:
     return 0
 
 
+def usage(script: Script) -> str:
+    """What a person who runs the script by hand reads: its module's docstring and how to try it."""
+    return ("%s is an AGI script: Asterisk runs it from the dialplan and speaks AGI to it on stdin/stdout.\n\n"
+            "%s\n\nTry it against the real config and database, as a call from 89130751580 would run it\n"
+            "(ARGUMENTS: those of AGI() after the script's name, separated by spaces):\n"
+            "  vipsticky try %s [ARGUMENTS] --callerid 89130751580\n"
+            "or give it an environment by hand (the end of the input answers each command):\n"
+            "  printf 'agi_request: %s\\nagi_callerid: 89130751580\\n\\n' | %s [ARGUMENTS]\n"
+            % (script.name, sys.modules[script.handle.__module__].__doc__.strip(), script.name, script.name,
+               script.name))
+
+
 def describe(error: BaseException) -> str:
-    if isinstance(error, (DatabaseError, ConfigError, CommandFailed)):
+    """An error in words, for the log and the CLI; only a bug names its Python exception, for the report."""
+    if isinstance(error, (DatabaseError, ConfigError, CommandFailed, BadArgument)):
         return printable(error, 300)
     if isinstance(error, CallDeadline):
         return "no answer from the database in time"
-    return "%s: %s" % (type(error).__name__, printable(error, 200))
+    if isinstance(error, OSError) and error.strerror:
+        return printable("%s%s" % (error.filename and "%s: " % error.filename or "", error.strerror), 300)
+    return "internal error (a bug: please report it): %s: %s" % (type(error).__name__, printable(error, 200))
 
 
 def syslog_warning(name: str, message: str, facility: str) -> None:

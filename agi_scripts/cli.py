@@ -5,7 +5,9 @@ Errors are one line on stderr and a non-zero exit (1: the work failed, 2: the
 command line was wrong). The per-call scripts never import this module.
 """
 import csv
+import io
 import json
+import os
 import re
 import sys
 
@@ -14,14 +16,19 @@ import click
 from . import config as config_module
 from . import fastagi
 from .addressbook import remove as remove_addressbook, script as addressbook_script, update as update_addressbook
+from .call import describe
 from .config import ConfigError
 from .database import Database, DatabaseError
 from .demo import run_demo
 from .doctor import Doctor
+from .examples import write_examples
 from .install import InstallError, SqliteHandover, link_agi_scripts
+from .mysql_fixes import with_fix
 from .number_keys import number_key
 from .rules import label_problem, shown, valid_agent, valid_queue
 from .schema import install_schema, schema_script
+from .scripts import NAMES
+from .trial import DEVICE_STATES, lines as trial_lines, try_script
 
 PRIORITY = click.IntRange(*config_module.PRIORITY_LIMITS)  # QUEUE_PRIO values an admin may give
 ADMIN_QUERY_TIMEOUT = 600  # seconds: a purge or sync may read for long; a call never does
@@ -67,9 +74,50 @@ class _Context:
 pass_context = click.make_pass_decorator(_Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _config_given(ctx, param, value):
+    context = ctx.find_object(_Context)  # None only while click completes a command line
+    if value is not None and context is not None:
+        context.config_path = value
+
+
+def _with_config(command):
+    """command also takes --config after its name (vipsticky vip list --config PATH)."""
+    command.params.append(click.Option(["--config"], metavar="PATH", expose_value=False, callback=_config_given,
+                                       help="Config file (also accepted before the command's name)."))
+
+
+class _Command(click.Command):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _with_config(self)
+
+
+class _Group(click.Group):
+    """A group whose commands take --config anywhere; without a command it prints its
+    help, as it is, and exits 2 (the same with every click version)."""
+    command_class = _Command
+
+    def parse_args(self, ctx, args):
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+
+class _SubGroup(_Group):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _with_config(self)
+
+
+_Group.group_class = _SubGroup
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", envvar="VIPSTICKY_CONFIG",
-              help="Config file (default: $VIPSTICKY_CONFIG or %s)." % config_module.DEFAULT_PATH)
+              help="Config file (default: $VIPSTICKY_CONFIG or %s); also accepted after the command's name."
+                   % config_module.DEFAULT_PATH)
+@click.version_option(package_name="vipsticky", prog_name="vipsticky", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx, config_path):
     """VIP callers first and sticky agents for Asterisk queues."""
@@ -140,9 +188,45 @@ def lookup(context, number, queue, as_json):
         say("  no live binding" + ("" if queue is None else " in " + _scope(queue)))
 
 
+@cli.command("try")
+@click.argument("script", type=click.Choice(NAMES), metavar="SCRIPT")
+@click.argument("arguments", nargs=-1)
+@click.option("--callerid", default="", metavar="NUMBER", help="The caller ID of the call (agi_callerid).")
+@click.option("--agent", default="", metavar="INTERFACE",
+              help="${MEMBERINTERFACE}: the agent who answered, for sticky_route remember.")
+@click.option("--device-state", type=click.Choice(DEVICE_STATES), default="NOT_INUSE", show_default=True,
+              help="What DEVICE_STATE() says of every agent.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@pass_context
+def try_command(context, script, arguments, callerid, agent, device_state, as_json):
+    """Run SCRIPT once as Asterisk runs it for a call from --callerid, on the real config and
+    database (remember stores, delnum deletes, as a call would), and show the AGI exchange
+    and the variables set. ARGUMENTS: those of AGI() after the script's name, e.g.
+    `vipsticky try sticky_route lookup 89130751580 support`. The stand-in Asterisk has every
+    queue, and every agent asked about is logged in to it and not paused."""
+    result = try_script(script, arguments, callerid, context.config_path or config_module.config_path(), agent,
+                        device_state)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        for line in trial_lines(result):
+            say(line)
+    if result["exit_code"] != 0:
+        raise Failure("%s exited with %s: %s" % (script, result["exit_code"], " ".join(result["stderr"].split())[:300]))
+
+
+@cli.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+def examples(folder):
+    """Write the sample config, both dialplans (.conf and .ael), the queues.conf and
+    features.conf samples, cron/vipsticky and the systemd unit into FOLDER (default: here)."""
+    for path in write_examples(folder):
+        say("wrote %s" % path)
+
+
 @cli.group()
 def vip():
-    """The project's own VIP list (table vip_numbers)."""
+    """VIP numbers: the table vip_numbers, and PHP Address Book's (vip list)."""
 
 
 @vip.command("add")
@@ -171,45 +255,109 @@ def vip_remove(context, number):
 
 
 @vip.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list of key, priority, label; with the address book in [vip] source, also source "
+                   "(table or addressbook) and group.")
 @pass_context
 def vip_list(context, as_json):
-    """List the VIP table."""
-    rows = context.database.vip_list()
-    if as_json:
-        click.echo(json.dumps([{"key": k, "priority": p, "label": l} for k, p, l in rows], ensure_ascii=False))
+    """List the VIP numbers of [vip] source: the table vip_numbers, PHP Address Book's entries
+    (with their group), or both, each with where it comes from."""
+    vip = context.config.vip
+    table = context.database.vip_list()
+    entries = [{"key": k, "priority": p, "label": l} for k, p, l in table] if vip.source != "addressbook" else []
+    if vip.source == "table":
+        if as_json:
+            click.echo(json.dumps(entries, ensure_ascii=False))
+            return
+        for entry in entries:
+            say("%-16s %6d  %s" % (entry["key"], entry["priority"], entry["label"]))
+        say("%s in table vip_numbers" % _count(len(entries), "VIP number"))
         return
-    for key, priority, label in rows:
-        say("%-16s %6d  %s" % (key, priority, label))
-    say("%d VIP numbers" % len(rows))
+    for entry in entries:
+        entry.update(source="table", group=None)
+    book = [{"key": k, "priority": p, "label": l, "source": "addressbook", "group": g}
+            for k, p, l, g in context.database.addressbook_vip_list(vip)]
+    if as_json:
+        click.echo(json.dumps(entries + book, ensure_ascii=False))
+        return
+    for entry in entries + book:
+        say("%-16s %6d  %-36s %s" % (entry["key"], entry["priority"], entry["label"],
+                                     "table" if entry["source"] == "table" else
+                                     "address book" + (", group %s" % entry["group"] if entry["group"] else "")))
+    keys = {entry["key"] for entry in book}
+    counts = ["%s from the address book%s" % (_count(len(keys), "VIP number"),
+                                              " (%s)" % _count(len(book), "group membership") if vip.groups else "")]
+    if vip.source == "both":
+        counts.insert(0, "%s in table vip_numbers" % _count(len(entries), "VIP number"))
+    elif table:
+        counts.append("table vip_numbers holds %s, not used with [vip] source = addressbook"
+                      % _count(len(table), "more number"))
+    say("; ".join(counts))
 
 
 @vip.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
 @pass_context
 def vip_import(context, csv_file):
-    """Add or update VIP numbers from a CSV file: number[,priority[,label]] per line
-    (a first line starting with "number" is a header). All or nothing."""
+    """Add or update VIP numbers from a CSV file (UTF-8): number[,priority[,label]] per line,
+    fields separated by , or ; as spreadsheets write them (the first of the two in the file
+    decides). A first row without a digit is a header. All or nothing: a bad row is named
+    by its line and nothing is imported."""
     rows = []
-    with open(csv_file, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        next_line = 1
-        for row in reader:
-            line, next_line = next_line, reader.line_num + 1  # a quoted label may span lines
-            if not "".join(row).strip() or (line == 1 and row[0].strip().lower() == "number"):
-                continue
-            try:
-                key = context.key(row[0])
-                priority = context.config.vip.priority
-                if len(row) > 1 and row[1].strip():
-                    priority = PRIORITY.convert(row[1].strip(), None, None)
-                rows.append((key, priority, _label(row[2] if len(row) > 2 else "")))
-            except click.BadParameter as error:
-                raise Failure("%s line %d: priority %s" % (csv_file, line, error.message)) from None
-            except Failure as error:
-                raise Failure("%s line %d: %s" % (csv_file, line, error.message)) from None
+    for line, row in _csv_rows(csv_file):
+        try:
+            if len(row) > 3:
+                raise Failure("%d fields, at most 3 (number, priority, label): quote a label that holds the "
+                              "separator" % len(row))
+            key = context.key(row[0])
+            priority = context.config.vip.priority
+            if len(row) > 1 and row[1].strip():
+                priority = PRIORITY.convert(row[1].strip(), None, None)
+            rows.append((key, priority, _label(row[2] if len(row) > 2 else "")))
+        except click.BadParameter as error:
+            raise Failure("%s line %d: priority %s" % (csv_file, line, error.message)) from None
+        except Failure as error:
+            raise Failure("%s line %d: %s" % (csv_file, line, error.message)) from None
     count = context.database.vip_import(rows)
-    say("imported %d VIP numbers" % count)
+    say("imported %s" % _count(count, "VIP number"))
+
+
+def _csv_rows(path):
+    """(line, fields) of each row of a CSV file that is neither blank nor the header."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise Failure("%s line %d: not UTF-8 text: save the file as CSV UTF-8"
+                      % (path, data.count(b"\n", 0, error.start) + 1)) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text))
+    next_line, first = 1, True
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise Failure("%s line %d: %s" % (path, next_line, error)) from None
+        line, next_line = next_line, reader.line_num + 1  # a quoted label may span lines
+        if not "".join(row).strip():
+            continue
+        header = first and not any(character.isdigit() for field in row for character in field)
+        first = False
+        if not header:
+            yield line, row
+
+
+def _separator(text):
+    """, or ;, whichever comes first outside quotes (a number holds neither)."""
+    quoted = False
+    for character in text:
+        if character == '"':
+            quoted = not quoted
+        elif character in ",;" and not quoted:
+            return character
+    return ","
 
 
 @vip.command("sync")
@@ -239,7 +387,7 @@ def vip_uninstall_addressbook(context):
 @pass_context
 def purge(context):
     """Delete expired bindings (for cron, every minute)."""
-    say("purged %d expired bindings" % context.database.purge())
+    say("purged %s" % _count(context.database.purge(), "expired binding"))
 
 
 @cli.group()
@@ -261,7 +409,7 @@ def bindings_list(context, queue, agent, as_json):
         return
     for key, queue_name, agent_name, left in rows:
         say("%-16s %-20s %-30s %8d s" % (key, _scope(queue_name), agent_name, left))
-    say("%d live bindings" % len(rows))
+    say(_count(len(rows), "live binding"))
 
 
 @bindings.command("set")
@@ -288,7 +436,7 @@ def bindings_delete(context, number, queue):
     """Delete NUMBER's binding."""
     key = context.key(number)
     removed = context.database.forget(key, queue)
-    say("%d binding%s of %s deleted" % (removed, "" if removed == 1 else "s", key))
+    say("%s of %s deleted" % (_count(removed, "binding"), key))
 
 
 @bindings.command("move-technology")
@@ -302,7 +450,7 @@ def bindings_move_technology(context, old, new):
         if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,31}$", technology):
             raise Failure("%s is not a channel technology such as SIP or PJSIP" % json.dumps(technology[:40]))
     moved = context.database.move_technology(old, new)
-    say("%d binding%s moved from %s/ to %s/" % (moved, "" if moved == 1 else "s", old, new))
+    say("%s moved from %s/ to %s/" % (_count(moved, "binding"), old, new))
 
 
 @cli.command("install-agi")
@@ -356,16 +504,22 @@ def demo(keep):
               show_default=True, help="Connections open at once; the longest idle one makes room.")
 @click.option("--deadline", type=click.FloatRange(0.5, 3600), default=fastagi.DEADLINE, show_default=True,
               help="Seconds a connection may stay open, environment and commands together.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes sharing the port; they share --pool (each at least 1), --max-connections "
+                   "is each one's [default: one per core].")
 @pass_context
-def serve(context, listen, allow, pool_size, max_connections, deadline):
-    """FastAGI server for busy centres (the same handlers as the per-call scripts)."""
+def serve(context, listen, allow, pool_size, max_connections, deadline, workers):
+    """FastAGI server for busy centres (the same handlers as the per-call scripts). SIGHUP
+    (systemctl reload) reads the config file again; SIGTERM finishes the calls in flight, then stops.
+    Both reach every worker process."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:4573", param_hint="--listen")
     allowed = [entry.strip() for value in allow for entry in value.split(",") if entry.strip()]
     try:
         fastagi.serve(context.config, host.strip("[]") or "127.0.0.1", int(port), pool_size,
-                      allow=allowed or None, max_connections=max_connections, deadline=deadline)
+                      allow=allowed or None, max_connections=max_connections, deadline=deadline,
+                      workers=workers or len(os.sched_getaffinity(0)))
     except fastagi.ServeError as error:
         raise Failure(str(error)) from None
 
@@ -380,6 +534,11 @@ def _scope(queue):
     return "queue %s" % queue if queue else "the global scope"
 
 
+def _count(number, noun):
+    """1 live binding, 2 live bindings."""
+    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
+
+
 def _label(label):
     problem = label_problem(label)
     if problem:
@@ -390,7 +549,11 @@ def _label(label):
 def main(argv=None):
     """Run the CLI; every failure is one line on stderr."""
     try:
-        cli.main(args=argv, prog_name="vipsticky", standalone_mode=False)
+        # Without standalone mode click returns the code of an exit (help, --version) and
+        # the command's return value (None) otherwise.
+        code = cli.main(args=argv, prog_name="vipsticky", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.Abort:
@@ -402,7 +565,10 @@ def main(argv=None):
     except click.ClickException as error:
         say("vipsticky: %s" % error.format_message(), err=True)
         return error.exit_code
-    except (ConfigError, DatabaseError, InstallError) as error:
+    except DatabaseError as error:
+        say("vipsticky: %s" % with_fix(str(error)), err=True)
+        return 1
+    except (ConfigError, InstallError) as error:
         say("vipsticky: %s" % error, err=True)
         return 1
     except OSError as error:
@@ -410,8 +576,7 @@ def main(argv=None):
                                       or error), err=True)
         return 1
     except Exception as error:  # a bug: still one line, never a traceback
-        say("vipsticky: internal error: %s: %s" % (type(error).__name__, " ".join(str(error).split())[:300]),
-                   err=True)
+        say("vipsticky: %s" % describe(error), err=True)
         return 1
     return 0
 

@@ -11,7 +11,7 @@ import os
 import stat
 import time
 
-from .config import DatabaseSettings, VipSettings
+from .config import BREAKER_SECONDS, DatabaseSettings, VipSettings
 from .dialects import dialect_for
 
 BINDINGS = "numbers_remember"  # the original setup's table name, kept on upgrade
@@ -26,12 +26,32 @@ RETRY_ON_RECONNECT = (2006, 2013, 2014, 2055, 4031)
 # Connect failures that mean "the server is not there" (refused, timed out, a black hole
 # that accepts and never greets): worth the breaker. Access denied and the like are not.
 UNREACHABLE = (2002, 2003, 2006, 2013)
+# A Galera node outside the primary component (the others lost) answers 1047 "WSREP has
+# not yet prepared node for application use" to every statement on a table, and 1180 to
+# a commit it could not replicate: for calls it is as unreachable as a server that is down.
+NOT_READY = (1047, 1180)
+# The retry after a certification conflict (1213) on Galera first waits until the winner's
+# write is applied on this node (wsrep_sync_wait=15), so it cannot lose to that write
+# again, and the server re-runs it by itself after each further conflict (up to
+# wsrep_retry_autocommit times): only as many more concurrent writes of the same row,
+# each winning the race in turn, could make the call fail.
+CAUSAL_RETRY, SERVER_RETRIES = 15, 10
 PURGE_BATCH = 1000
+GALERA_PURGE_BATCH = 100
+CAUSAL_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLAC")  # what sync_wait may prefix
 KEY = object()  # placeholder for the number key in vip_query's parameter list
 
 
 class DatabaseError(Exception):
     """Any database failure, as one line that never holds a password."""
+    reason = ""  # a connect failure: the server's own reason, without the url
+    held_off = False  # a connect failure: the breaker held the server off
+
+
+def _failure(message: str, why: str, held_off: bool = False) -> DatabaseError:
+    error = DatabaseError(message)
+    error.reason, error.held_off = why, held_off
+    return error
 
 
 class Database:
@@ -41,27 +61,80 @@ class Database:
         self.dialect = dialect_for(settings)
         # A call must not wait longer than connect_timeout on any read; the CLI may.
         self.query_timeout = query_timeout or settings.connect_timeout
-        self.breaker = Breaker(settings) if settings.dialect == "mysql" and settings.breaker_seconds else None
+        # The servers to try in order ((host, port) each; one None for SQLite or a socket).
+        self.servers = settings.servers if settings.dialect == "mysql" and not settings.unix_socket else (None,)
+        self._breakers = [None] * len(self.servers) if settings.dialect == "mysql" and settings.breaker_seconds \
+            else None
         self.consult_breaker = breaker
         self._connection = None
+        self.server = None  # index in servers of the one connected to
+        self._connected_at = 0.0
+        self._pinned = False  # inside transaction(): keep the connection whatever its server
 
     # -- connection -------------------------------------------------------------
-    def connect(self, create: bool = False):
+    def breaker(self, index: int = 0):
+        """The Breaker of servers[index], or None without breakers."""
+        if self._breakers is None:
+            return None
+        if self._breakers[index] is None:
+            self._breakers[index] = Breaker(self.settings, self.servers[index])
+        return self._breakers[index]
+
+    def connect(self, create: bool = False, avoid=None):
+        """The open connection, else a new one to the first server in order that answers
+        (avoid: the index of a server not to try now). Several servers share the
+        connect_timeout budget: each attempt may take what is left of it divided by the
+        servers still to try, so a refused one costs milliseconds and a black hole its
+        share; one found unreachable is skipped by calls for breaker_seconds."""
         if self._connection is not None:
             return self._connection
-        breaker = self.breaker
+        if len(self.servers) == 1:
+            return self._connect_to(0, create, None)
+        started = time.monotonic()
+        order = [index for index in range(len(self.servers)) if index != avoid]
+        failures, held_off = [], 0
+        for position, index in enumerate(order):
+            left = self.settings.connect_timeout - (time.monotonic() - started)
+            name = _server_name(self.servers[index])
+            if left <= 0.01:
+                failures.append("%s: not tried, connect_timeout spent" % name)
+                continue
+            try:
+                return self._connect_to(index, create, left / (len(order) - position))
+            except DatabaseError as failure:
+                held_off += failure.held_off
+                failures.append("%s: %s" % (name, failure.reason))
+        if held_off == len(order):
+            raise DatabaseError("every server of %s was unreachable moments ago: not tried again for up to %d s "
+                                "([database] breaker_seconds)" % (self.settings.safe_url,
+                                                                  self.settings.breaker_seconds))
+        raise DatabaseError(self.dialect.connect_failure(self.settings, "; ".join(failures)))
+
+    def _connect_to(self, index: int, create: bool, timeout):
+        """Connect to servers[index] (timeout: this attempt's seconds, None for the whole
+        connect_timeout). Its DatabaseError tells the reason alone and whether the
+        breaker held the server off."""
+        breaker = self.breaker(index)
         if breaker is not None and self.consult_breaker and breaker.holds_off():
-            raise DatabaseError("%s was unreachable moments ago: not tried again for up to %d s ([database] "
-                                "breaker_seconds)" % (self.settings.safe_url, self.settings.breaker_seconds))
+            raise _failure("%s was unreachable moments ago: not tried again for up to %d s ([database] "
+                           "breaker_seconds)" % (self.settings.safe_url, self.settings.breaker_seconds),
+                           "unreachable moments ago, not tried for up to %d s" % self.settings.breaker_seconds,
+                           held_off=True)
         self.dialect.prepare(self.settings, create)
         try:
-            self._connection = self.dialect.connect(self.settings, create, self.query_timeout)
+            if self.servers[index] is None:
+                self._connection = self.dialect.connect(self.settings, create, self.query_timeout)
+            else:
+                self._connection = self.dialect.connect(self.settings, create, self.query_timeout,
+                                                        self.servers[index], timeout)
         except self.dialect.driver_errors() as error:
             if breaker is not None and (mysql_error_code(error) in UNREACHABLE or self.dialect.lost_connection(error)):
                 breaker.trip()
-            raise DatabaseError(self.dialect.connect_failure(self.settings, reason(error))) from None
+            why = reason(error)
+            raise _failure(self.dialect.connect_failure(self.settings, why), _short(why)) from None
         if breaker is not None:
             breaker.reset()
+        self.server, self._connected_at = index, time.monotonic()
         return self._connection
 
     def close(self):
@@ -72,12 +145,29 @@ class Database:
                 pass  # closing a broken connection has nothing left to tell
             self._connection = None
 
-    def run(self, sql: str, params=(), fetch: str = "none", many: bool = False):
-        """Run one statement (retried once on a lock conflict or a cut connection)."""
+    def run(self, sql: str, params=(), fetch: str = "none", many: bool = False, sync_wait: int = 0):
+        """Run one statement, retried once: after a lock conflict (1205, or 1213, which is
+        also Galera's certification conflict: the retry waits for causality), after a
+        connection cut quickly (a server restart; with several servers, also a fresh
+        connection, on the next server), and on the next server when this one is a
+        Galera node outside the primary component. A statement that ran out of time is
+        not retried. sync_wait: wsrep_sync_wait for this statement (dialect.sync_wait)."""
         sql_text = self.dialect.placeholders(sql)
+        if sync_wait:
+            sql_text = self.dialect.sync_wait(sync_wait, sql_text)
+        if self.server and not self._pinned and \
+                time.monotonic() - self._connected_at > (self.settings.breaker_seconds or BREAKER_SECONDS):
+            self.close()  # a kept connection that failed over: back to the first server that answers
+        avoid, passed_over = None, None
         for attempt in (1, 2):
             was_connected = self._connection is not None
-            connection = self.connect()
+            try:
+                connection = self.connect(avoid=avoid)
+            except DatabaseError as error:
+                if passed_over is None:
+                    raise
+                raise DatabaseError("%s; %s" % (error, passed_over)) from None
+            started = time.monotonic()
             try:
                 cursor = connection.cursor()
                 try:
@@ -96,15 +186,34 @@ class Database:
                 raise
             except Exception as error:
                 code = mysql_error_code(error)
+                server, several = self.server, len(self.servers) > 1
                 if code in RETRY_ON_RECONNECT or self.dialect.lost_connection(error):
                     self.close()
-                    if attempt == 1 and was_connected:
+                    # Cut at once (a restart, a killed node), not timed out: worth one more try.
+                    quick = time.monotonic() - started < self.query_timeout / 2
+                    if attempt == 1 and quick and (was_connected or several):
+                        avoid = None if was_connected else server
+                        if avoid is not None:
+                            passed_over = "%s: %s" % (_server_name(self.servers[server]), _short(reason(error)))
+                        continue
+                elif code in NOT_READY:
+                    breaker = self.breaker(server) if server is not None else None
+                    if breaker is not None:
+                        breaker.trip()
+                    self.close()
+                    if attempt == 1 and several:
+                        avoid = server
+                        passed_over = "%s: %s" % (_server_name(self.servers[server]), _short(reason(error)))
                         continue
                 elif code in RETRY_ON_LOCK and attempt == 1:
                     import random  # rare path: keep it off every call's imports
                     # A retry at once can meet the same conflict again; a short random pause
-                    # lets the other transaction finish first.
+                    # lets the other transaction finish first, and on Galera the retry
+                    # waits until the winner's write is applied here.
                     time.sleep(random.uniform(0.01, 0.05))
+                    if sql.lstrip()[:6].upper() in CAUSAL_STATEMENTS:
+                        plain = self.dialect.placeholders(sql)
+                        sql_text = self.dialect.sync_wait(CAUSAL_RETRY, plain, SERVER_RETRIES)
                     continue
                 raise DatabaseError(reason(error)) from None
         raise AssertionError("unreachable")
@@ -112,6 +221,7 @@ class Database:
     def transaction(self, statements: list[tuple[str, tuple]]):
         """Run statements atomically (admin commands, never per call)."""
         connection = self.connect()
+        self._pinned = True
         try:
             self.run(self.dialect.BEGIN)
             for sql, params in statements:
@@ -123,6 +233,8 @@ class Database:
             except Exception:
                 pass  # the connection is gone: the server rolls back by itself
             raise
+        finally:
+            self._pinned = False
 
     def now(self) -> int:
         return int(self.run("SELECT " + self.dialect.NOW, fetch="one")[0])
@@ -156,15 +268,24 @@ class Database:
                          fetch="all")
         return [(row[0], int(row[1]), row[2]) for row in rows]
 
+    def addressbook_vip_list(self, vip: VipSettings) -> list[tuple[str, int, str, str | None]]:
+        """The address book's VIP entries as (key, priority, label, group), one per entry and
+        group ([vip] groups; group None without them)."""
+        sql, params = addressbook_vips(vip, "k.number_key, {priority}, k.label, {group}")
+        rows = self.run("SELECT DISTINCT * FROM (%s) v ORDER BY 2 DESC, 1, 4" % sql, tuple(params), fetch="all")
+        return [(row[0], int(row[1]), row[2] or "", row[3]) for row in rows]
+
     # -- sticky bindings --------------------------------------------------------
     def binding_lookup(self, key: str, queue: str) -> tuple[str, int] | None:
         """(agent, seconds_left) of the binding that serves key in queue: the queue's own,
         else the global scope's (a binding made without a queue, such as one upgraded
         from the original setup, serves every queue that has no live binding of its own).
-        seconds_left <= 0 means expired (purge has not run yet): never route by it."""
+        seconds_left <= 0 means expired (purge has not run yet): never route by it.
+        On Galera it waits for causality: a binding stored through another node just
+        before is seen."""
         return self.run("SELECT agent, expires_at - {now} FROM {t} WHERE number = %s AND queue IN (%s, '') "
                         "ORDER BY expires_at <= {now}, queue = '' LIMIT 1".format(now=self.dialect.NOW, t=BINDINGS),
-                        (key, queue), fetch="one")
+                        (key, queue), fetch="one", sync_wait=1)
 
     def move_technology(self, old: str, new: str) -> int:
         """Bindings to OLD/name become NEW/name (SIP/ to PJSIP/ before Asterisk 21 drops
@@ -183,10 +304,11 @@ class Database:
                   (key, queue, agent, ttl))
 
     def forget(self, key: str, queue: str | None) -> int:
-        """Delete the binding in one scope, or in every scope when queue is None."""
+        """Delete the binding in one scope, or in every scope when queue is None (on
+        Galera after the node has applied a binding stored through another one)."""
         if queue is None:
-            return self.run("DELETE FROM %s WHERE number = %%s" % BINDINGS, (key,))
-        return self.run("DELETE FROM %s WHERE number = %%s AND queue = %%s" % BINDINGS, (key, queue))
+            return self.run("DELETE FROM %s WHERE number = %%s" % BINDINGS, (key,), sync_wait=2)
+        return self.run("DELETE FROM %s WHERE number = %%s AND queue = %%s" % BINDINGS, (key, queue), sync_wait=2)
 
     def bindings(self, key: str | None = None, queue: str | None = None,
                  agent: str | None = None) -> list[tuple[str, str, str, int]]:
@@ -204,15 +326,32 @@ class Database:
         """Delete expired bindings in small batches: each is its own short statement, so
         a call's lookup or upsert never waits long behind it. Re-checking expires_at in
         the DELETE itself means a binding refreshed meanwhile is never removed."""
+        # On Galera every batch is also applied on the other nodes, where a lookup waits for
+        # causality: smaller batches, each followed by a pause as long as it took, so the
+        # other nodes have applied one before the next comes and a lookup there never
+        # waits behind a queue of deletes.
+        galera = self.galera()
+        if galera:
+            batch = min(batch, GALERA_PURGE_BATCH)
         sql = self.dialect.purge_batch(BINDINGS, batch)
         total = 0
         while True:
+            started = time.monotonic()
             removed = self.run(sql)
             total += removed
             if removed < batch:
                 return total
+            if galera:
+                time.sleep(time.monotonic() - started)
 
     # -- introspection ----------------------------------------------------------
+    def galera(self) -> bool:
+        """True on a MariaDB Galera node (wsrep on)."""
+        if self.dialect.name != "mysql":
+            return False
+        row = self.run("SHOW VARIABLES WHERE Variable_name = 'wsrep_on'", fetch="one")
+        return bool(row) and row[1] == "ON"
+
     def schema_version(self) -> int | None:
         if "vipsticky_meta" not in self.tables():
             return None
@@ -240,9 +379,11 @@ class Breaker:
     down. When the time is up, the first call to come tries again (and stamps the file
     first, so the others keep failing open meanwhile); its success removes the file."""
 
-    def __init__(self, settings: DatabaseSettings):
+    def __init__(self, settings: DatabaseSettings, server=None):
+        """server: (host, port), default the settings' first."""
         self.seconds = settings.breaker_seconds
-        where = settings.unix_socket or "%s-%d" % (settings.host, settings.port)
+        host, port = server or (settings.host, settings.port)
+        where = settings.unix_socket or "%s-%d" % (host, port)
         self.name = "down-" + "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in where)[-100:]
         self._probing = False
         self._path = False  # not looked for yet
@@ -306,36 +447,52 @@ def vip_query(vip: VipSettings):
         parts.append("SELECT priority, label, 'table' AS source FROM vip_numbers WHERE number_key = %s")
         params.append(KEY)
     if vip.source in ("addressbook", "both"):
-        names = addressbook_tables(vip)
-        domain = ""
-        if vip.addressbook_domain_id is not None:
-            domain = " AND k.domain_id = %d" % vip.addressbook_domain_id
-        if not vip.groups:
-            parts.append("SELECT %d, k.label, 'addressbook' FROM %s k WHERE k.number_key = %%s%s"
-                         % (vip.priority, AB_KEYS, domain))
-            params.append(KEY)
-        else:
-            cases = " ".join("WHEN %s THEN %d" % ("%s", priority) for _, priority in vip.groups)
-            params.extend(name for name, _ in vip.groups)
-            parts.append(
-                "SELECT CASE g.group_name %s END, k.label, 'addressbook' FROM %s k "
-                "JOIN %s ag ON ag.id = k.ab_id AND ag.domain_id = k.domain_id AND %s "
-                "JOIN %s g ON g.group_id = ag.group_id AND g.domain_id = ag.domain_id AND %s "
-                "WHERE k.number_key = %%s%s AND g.group_name IN (%s)"
-                % (cases, AB_KEYS, names["address_in_groups"], LIVE % {"t": "ag"}, names["group_list"],
-                   LIVE % {"t": "g"}, domain, ", ".join(["%s"] * len(vip.groups))))
-            params.append(KEY)
-            params.extend(name for name, _ in vip.groups)
+        sql, more = addressbook_vips(vip, "{priority}, k.label, 'addressbook'", "k.number_key = %s", [KEY])
+        parts.append(sql)
+        params.extend(more)
     sql = " UNION ALL ".join("(%s)" % part for part in parts) if len(parts) > 1 else parts[0]
     if len(parts) > 1 or vip.groups:
         sql = "SELECT * FROM (%s) v ORDER BY 1 DESC LIMIT 1" % sql
     return sql, params
 
 
+def addressbook_vips(vip: VipSettings, columns: str, condition: str = "1 = 1", condition_params=()):
+    """(sql, params) of a SELECT of columns over the address book's VIP entries: k is the
+    key table, {priority} in columns the entry's VIP priority, {group} its group (NULL
+    without [vip] groups); one row per entry and group."""
+    names = addressbook_tables(vip)
+    domain = ""
+    if vip.addressbook_domain_id is not None:
+        domain = " AND k.domain_id = %d" % vip.addressbook_domain_id
+    if not vip.groups:
+        return ("SELECT %s FROM %s k WHERE %s%s" % (columns.format(priority=vip.priority, group="NULL"), AB_KEYS,
+                                                     condition, domain), list(condition_params))
+    cases = " ".join("WHEN %s THEN %d" % ("%s", priority) for _, priority in vip.groups)
+    group_names = [name for name, _ in vip.groups]
+    params = (group_names if "{priority}" in columns else []) + list(condition_params) + group_names
+    return ("SELECT %s FROM %s k "
+            "JOIN %s ag ON ag.id = k.ab_id AND ag.domain_id = k.domain_id AND %s "
+            "JOIN %s g ON g.group_id = ag.group_id AND g.domain_id = ag.domain_id AND %s "
+            "WHERE %s%s AND g.group_name IN (%s)"
+            % (columns.format(priority="CASE g.group_name %s END" % cases, group="g.group_name"), AB_KEYS,
+               names["address_in_groups"], LIVE % {"t": "ag"}, names["group_list"], LIVE % {"t": "g"}, condition,
+               domain, ", ".join(["%s"] * len(vip.groups)))), params
+
+
 def addressbook_tables(vip: VipSettings) -> dict[str, str]:
     """PHP Address Book's table names, by their unprefixed name."""
     prefix = vip.addressbook_table_prefix
     return {name: prefix + name for name in ("addressbook", "group_list", "address_in_groups")}
+
+
+def _short(why: str) -> str:
+    """A connect failure's reason, short enough for one line about several servers."""
+    import re  # a failure path; re is loaded by config already
+    return re.sub(r" \(MySQL error (\d+)\)$", r" (\1)", re.sub(r" to MySQL server( on '[^']*')?", "", why))
+
+
+def _server_name(server) -> str:
+    return ("[%s]:%d" if ":" in server[0] else "%s:%d") % server
 
 
 def mysql_error_code(error) -> int | None:

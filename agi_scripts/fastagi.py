@@ -22,6 +22,7 @@ complete:
   finds all of them busy fails open instead of opening another.
 """
 import ipaddress
+import os
 import queue
 import selectors
 import signal
@@ -33,6 +34,7 @@ from contextlib import contextmanager
 
 from .agi import Channel, Hangup
 from .call import answer
+from .config import ConfigError, load
 from .database import Database, DatabaseError
 from .rules import printable
 from .scripts import NAMES, by_name
@@ -64,6 +66,7 @@ class DatabasePool:
         self.wait = wait
         self._idle = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
+        self._retired = False
 
     @contextmanager
     def database(self):
@@ -81,8 +84,17 @@ class DatabasePool:
         try:
             yield database
         finally:
-            self._idle.put(database)
+            if self._retired:
+                database.close()
+            else:
+                self._idle.put(database)
             self._slots.release()
+
+    def retire(self):
+        """A reload replaced this pool: close the idle connections now, and each one still
+        lent to a call in flight when it comes back."""
+        self._retired = True
+        self.close()
 
     def close(self):
         while True:
@@ -440,33 +452,250 @@ def make_server(config, host, port, pool_size, log, allow=None, **limits):
     """The server, bound, not yet serving. allow: client addresses or networks (None:
     the config's [fastagi] allow); limits: Limits' keyword arguments. A listening
     address other than loopback needs an allowlist (ServeError)."""
-    networks = allowed_networks(config.fastagi.allow if allow is None else allow)
     address = listen_address(host, port)
-    if not networks and not ipaddress.ip_address(address[1][0].split("%", 1)[0]).is_loopback:
-        raise ServeError("listening on %s needs the clients allowed to connect: --allow ADDRESS[/BITS] "
-                         "or [fastagi] allow" % _address(address[1]))
+    networks = client_networks(config, allow, address[1])
     return Server(config, address, DatabasePool(config.database, pool_size), log, networks, Limits(**limits))
 
 
-def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None, allow=None, **limits):
-    """Serve until SIGTERM or SIGINT, then finish the calls in flight and return."""
+def client_networks(config, allow, sockaddr):
+    """The allowlist (allow, else the config's [fastagi] allow) as networks; ServeError
+    when there is none and the listening address is not loopback."""
+    networks = allowed_networks(config.fastagi.allow if allow is None else allow)
+    if not networks and not ipaddress.ip_address(sockaddr[0].split("%", 1)[0]).is_loopback:
+        raise ServeError("listening on %s needs the clients allowed to connect: --allow ADDRESS[/BITS] "
+                         "or [fastagi] allow" % _address(sockaddr))
+    return networks
+
+
+def reload(server, allow=None, before_log=None):
+    """SIGHUP: read the config file again, say so in one log line. A changed [database]
+    gets a new pool; the calls in flight finish on the old one, which then closes. A
+    file that does not load leaves everything as it was. Returns (config, networks) as
+    switched to, or None; before_log(config, networks) runs before the line is logged
+    (the workers switch then)."""
+    path = server.config.path
+    try:
+        config = load(path)
+        networks = client_networks(config, allow, server.server_address)
+    except (ConfigError, ServeError) as error:
+        server.log("reload refused, serving on with the config as it was: %s" % error)
+        return None
+    changed = switch(server, config, networks)
+    if before_log is not None:
+        before_log(config, networks)
+    server.log("reloaded %s: %s" % (printable(path, 200), "[database] changed, new pool for %s (calls in flight "
+                                    "finish on the old one)" % config.database.safe_url if changed
+                                    else "[database] unchanged, pool kept"))
+    return config, networks
+
+
+def switch(server, config, networks) -> bool:
+    """Serve with this config from now on; True when [database] changed (a new pool)."""
+    pool = server.pool
+    changed = config.database != pool.settings
+    if changed:
+        server.pool = DatabasePool(config.database, pool.size, pool.wait)
+        pool.retire()
+    server.config, server.allow = config, networks
+    return changed
+
+
+def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None, allow=None, workers=1, **limits):
+    """Serve until SIGTERM or SIGINT, then finish the calls in flight and return; SIGHUP
+    reloads the config file (reload). workers > 1: that many processes (Supervisor),
+    sharing pool_size database connections (each at least one); limits are each one's."""
     log = log or stderr_log
-    server = make_server(config, host, port, pool_size, log, allow, **limits)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    server = make_server(config, host, port, max(1, pool_size // workers), log, allow, **limits)
+    if workers > 1:
+        Supervisor(server, workers, allow, log).run(ready)
+        return
+    # The handlers only note the signal: the main thread acts on it, in order, outside them.
+    received = []
+    wake = threading.Event()
+
+    def note(signum, frame):
+        received.append(signum)
+        wake.set()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, note)
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
-    log("listening on %s (pool of %d database connections, at most %d connections, deadline %g s, clients: %s)"
-        % (_address(server.server_address), pool_size, server.limits.max_connections, server.limits.deadline,
-           ", ".join(map(str, server.allow)) or "any on this host"))
+    log(listening(server))
     if ready is not None:
         ready(server.server_address)
-    stop.wait()
+    stopping = False
+    while not stopping:
+        wake.wait()
+        wake.clear()
+        while received:
+            if received.pop(0) == signal.SIGHUP:
+                reload(server, allow)
+            else:
+                stopping = True
     server.shutdown()      # no new connections
     server.server_close()  # waits for the calls in flight
     server.pool.close()
     log("stopped")
+
+
+class Supervisor:
+    """serve --workers N: a pre-fork. N processes forked from this one share its listening
+    socket (each accepts from it when it can: a busy one leaves the next connection to
+    another), each with its own reception, call threads and database pool, so calls use
+    every core despite Python's GIL; this process only supervises them.
+
+    SIGTERM or SIGINT here: every worker stops accepting, finishes its calls in flight
+    and exits, then this one logs "stopped". SIGHUP here: the config file is read once,
+    here; every worker switches to that very config and confirms before the one log
+    line. A worker gets its orders over a pipe, so a signal sent to the supervisor alone
+    (systemd's $MAINPID) reaches all of them; a worker that dies is replaced (at most
+    one a second); a worker whose supervisor is gone stops as on SIGTERM."""
+    ACK_WAIT = 10.0  # seconds a reload waits for each worker's confirmation
+
+    def __init__(self, server, count, allow, log):
+        self.server, self.count, self.allow, self.log = server, count, allow, log
+        self.workers = {}  # pid -> [index, pipe to it, started]
+
+    def run(self, ready=None):
+        received = []
+        wake = threading.Event()
+
+        def note(signum, frame):
+            received.append(signum)
+            wake.set()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, note)
+        for index in range(self.count):
+            self.start(index)
+        self.log(listening(self.server, self.count))
+        if ready is not None:
+            ready(self.server.server_address)
+        stopping = False
+        while self.workers or not stopping:
+            wake.wait(1.0)  # also a periodic look for workers that ended
+            wake.clear()
+            while received:
+                signum = received.pop(0)
+                if signum == signal.SIGHUP and not stopping:
+                    reload(self.server, self.allow, before_log=self.tell_reload)
+                elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
+                    stopping = True
+                    for worker in self.workers.values():
+                        self.tell(worker, ("stop",))
+            self.reap(stopping)
+        self.server.socket.close()
+        self.log("stopped")
+
+    def start(self, index):
+        from multiprocessing import Pipe
+        mine, theirs = Pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                mine.close()
+                for other in self.workers.values():
+                    other[1].close()
+                code = work(self.server, theirs)
+            except BaseException:  # nothing may unwind into the supervisor's code in this process
+                pass
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.workers[pid] = [index, mine, time.monotonic()]
+
+    def tell(self, worker, message):
+        try:
+            worker[1].send(message)
+        except OSError:
+            pass  # it is gone: reap() sees to it
+
+    def tell_reload(self, config, networks):
+        """Every worker switches to config; wait (a while) until each has."""
+        for worker in self.workers.values():
+            self.tell(worker, ("reload", config, networks))
+        deadline = time.monotonic() + self.ACK_WAIT
+        for worker in list(self.workers.values()):
+            try:
+                if worker[1].poll(max(0.0, deadline - time.monotonic())):
+                    worker[1].recv()
+            except (OSError, EOFError):
+                pass
+
+    def reap(self, stopping):
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            worker[1].close()
+            if not stopping:
+                self.log("worker %d (pid %d) ended (%s): starting another" % (worker[0] + 1, pid, _status(status)))
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - worker[2])))
+                self.start(worker[0])
+
+
+def work(server, orders) -> int:
+    """One worker process of a Supervisor: serve on the shared socket until told to stop
+    (or SIGTERM/SIGINT, or the supervisor is gone), switching configs as told."""
+    received = []
+    wake = threading.Event()
+
+    def note(signum, frame):
+        received.append(("stop",))
+        wake.set()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, note)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reads the config and tells us
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def listen():
+        while True:
+            try:
+                message = orders.recv()
+            except (EOFError, OSError):
+                message = ("stop",)
+            received.append(message)
+            wake.set()
+            if message[0] == "stop":
+                return
+    threading.Thread(target=listen, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    while True:
+        wake.wait()
+        wake.clear()
+        while received:
+            message = received.pop(0)
+            if message[0] == "stop":
+                server.shutdown()      # no new connections
+                server.server_close()  # waits for the calls in flight
+                server.pool.close()
+                return 0
+            switch(server, *message[1:])
+            try:
+                orders.send(("switched",))
+            except OSError:
+                pass
+
+
+def listening(server, workers=1) -> str:
+    """The first log line of `vipsticky serve`."""
+    return ("listening on %s (%spool of %d database connections, at most %d connections, deadline %g s, clients: %s)"
+            % (_address(server.server_address), "%d worker processes, each with a " % workers if workers > 1 else "",
+               server.pool.size, server.limits.max_connections, server.limits.deadline,
+               ", ".join(map(str, server.allow)) or "any on this host"))
+
+
+def _status(status) -> str:
+    if os.WIFSIGNALED(status):
+        return "signal %d" % os.WTERMSIG(status)
+    return "exit %d" % os.WEXITSTATUS(status)
 
 
 def stderr_log(message):

@@ -79,7 +79,7 @@ def remember(channel, args, config, database):
                                           "in queues.conf for queue %s" % (queue or "(any)"))
         else:
             warn(channel, SCRIPT, config, "agent %s not bound: it matches no [sticky] agents pattern (%s)"
-                 % (printable(agent), ", ".join(settings.agents)))
+                 % (printable(agent, 40), ", ".join(settings.agents)))
         return
     database.remember(key, queue, agent, settings.ttl)
     channel.set("STICKY_STATUS", "stored")

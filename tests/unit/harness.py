@@ -33,6 +33,7 @@ class ChannelDouble:
         self.variables = {}
         self.warnings = []
         self.played = []
+        self.log = None  # as Channel: warnings go to syslog unless answer() is given a log
 
     @property
     def caller_id(self) -> str:
