@@ -58,33 +58,6 @@ def test_a_call_as_the_asterisk_user_can_write_after_a_root_install(make_setup):
         shutil.rmtree(folder)
 
 
-@needs_root
-def test_doctor_reports_each_problem_and_passes_when_fixed(make_setup, tmp_path):
-    setup = make_setup("sqlite")
-    agi_dir = tmp_path / "agi-bin"
-    agi_dir.mkdir()
-    os.chmod(setup.path, 0o644)  # world-readable config
-    result = vipsticky(setup, "doctor", "--user", USER, "--agi-dir", str(agi_dir))
-    assert result.returncode == 1
-    problems = [line for line in lines(result.stdout) if line.startswith("FIX")]
-    text = "\n".join(problems)
-    assert "readable by every user" in text and "chmod o-rwx" in text
-    assert "not writable by nobody" in text
-    assert sum("install-agi" in line for line in problems) == 3
-    assert lines(result.stderr) == ["vipsticky: %d problem(s) to fix" % len(problems)]
-
-    os.chown(setup.path, 0, int(subprocess.check_output(["id", "-g", USER])))
-    os.chmod(setup.path, 0o640)
-    database_file = setup.config.database.path
-    for path in [database_file, os.path.dirname(database_file)] + [database_file + s for s in ("-wal", "-shm")
-                                                                   if os.path.exists(database_file + s)]:
-        os.chown(path, int(subprocess.check_output(["id", "-u", USER])), -1)
-    assert vipsticky(setup, "install-agi", "--agi-dir", str(agi_dir)).returncode == 0
-    result = vipsticky(setup, "doctor", "--user", USER, "--agi-dir", str(agi_dir))
-    assert result.returncode == 0, result.stdout
-    assert all(line.startswith("ok") for line in lines(result.stdout))
-
-
 def test_doctor_on_mariadb_finds_a_missing_schema_and_missing_triggers(make_setup, tmp_path):
     setup = make_setup("mariadb", install=False)
     os.chmod(setup.path, 0o640)

@@ -124,6 +124,30 @@ def assert_nothing_left(setup):
     assert [list(found) for found in rows] == [[] for _ in TABLES], rows
 
 
+def test_doctor_reports_each_problem_and_passes_when_fixed(make_setup, host):
+    """Moved from test_doctor.py: it needs a venv and folders the Asterisk user can reach."""
+    setup = make_setup("sqlite")
+    folder, agi_dir = place(setup, host)
+    os.chmod(setup.path, 0o644)  # world-readable config
+    database_file = setup.config.database.path
+    os.chown(database_file, 0, 0)  # as a root install without --user leaves it
+    for name in NAMES:
+        os.unlink(os.path.join(agi_dir, name))
+    result = doctor(host, setup, agi_dir)
+    assert result.returncode == 1
+    problems = fixes(result)
+    text = "\n".join(problems)
+    assert "readable by every user" in text and "chmod o-rwx" in text
+    assert "not writable by nobody" in text
+    assert sum("install-agi" in line for line in problems) == 3
+    assert lines(result.stderr) == ["vipsticky: %d problem(s) to fix" % len(problems)]
+
+    os.chmod(setup.path, 0o640)
+    os.chown(database_file, int(subprocess.check_output(["id", "-u", USER])), -1)
+    assert host.vipsticky(setup, "install-agi", "--agi-dir", agi_dir).returncode == 0
+    assert_healthy(doctor(host, setup, agi_dir))
+
+
 # -- a healthy install --------------------------------------------------------------------
 @pytest.mark.parametrize("dialect", ("sqlite", "mariadb"))
 def test_a_healthy_install_proves_a_call_as_the_asterisk_user_and_leaves_nothing(make_setup, host, dialect):

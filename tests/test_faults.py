@@ -403,8 +403,10 @@ def test_calls_across_mariadb_restarts(private_server, tmp_path, record_property
     path = str(tmp_path / "vipsticky.conf")
     # Refused connections fail at once during the outages; the roomy timeout only keeps
     # a CPU-starved call (other test runs share this 2-core machine) from failing open
-    # outside them, which would be taken for a reconnect failure.
-    write_config(path, server.url("vs_load"), 5)
+    # outside them, which would be taken for a reconnect failure. The breaker is off: it
+    # would (by design) keep calls failing open for breaker_seconds after each restart,
+    # and this test is about reconnecting; tests/test_field.py covers the breaker.
+    write_config(path, server.url("vs_load"), 5, extra="breaker_seconds = 0\n")
     env = dict(os.environ, VIPSTICKY_CONFIG=path)
     config = load(path)
     database = Database(config.database)
