@@ -63,11 +63,12 @@ def _upgrade_legacy_bindings(database: Database, config: Config) -> str:
                      "VALUES (%%s, %%s, '', %%s, %%s, %%s)" % staging, rows, many=True)
     database.transaction([(sql, ()) for sql in database.dialect.rename_tables(((BINDINGS, backup),
                                                                                 (staging, BINDINGS)))])
-    return ("upgraded %s from the original layout: %d bindings kept in the global scope (they serve every "
+    return ("upgraded %s from the original layout: %d binding%s kept in the global scope (they serve every "
             "queue), agents given the technology %s/ ([sticky] legacy_technology; move them with vipsticky "
-            "bindings move-technology %s PJSIP), %d rows skipped (unusable number, agent or date; duplicates); "
-            "original kept as %s" % (BINDINGS, len(rows), config.sticky.legacy_technology,
-                                     config.sticky.legacy_technology, skipped, backup))
+            "bindings move-technology %s PJSIP), %d row%s skipped (unusable number, agent or date; duplicates); "
+            "original kept as %s" % (BINDINGS, len(rows), "" if len(rows) == 1 else "s",
+                                     config.sticky.legacy_technology, config.sticky.legacy_technology,
+                                     skipped, "" if skipped == 1 else "s", backup))
 
 
 def schema_statements(dialect: str) -> list[str]:

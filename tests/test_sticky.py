@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agi_scripts.asterisk_standin import Asterisk, Peer
-from utils import AllIdle, assert_clean, vipsticky
+from utils import ORIGINAL_DDL, AllIdle, assert_clean, vipsticky
 
 NUMBER = "89130751580"
 KEY = "79130751580"
@@ -23,14 +23,6 @@ OTHER_KEY = "380441234567"
 BUSY_STATES = ("UNAVAILABLE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "INVALID")
 BINDING_FIELDS = {"key", "queue", "agent", "seconds_left"}
 LOOKUP_BINDING_FIELDS = {"agent", "queue", "seconds_left"}
-ORIGINAL_DDL = {
-    "mariadb": "CREATE TABLE numbers_remember (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-               "number varchar(80) UNIQUE, date varchar(80), agent varchar(120))",
-    "sqlite": "CREATE TABLE numbers_remember (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-              "number varchar(80) UNIQUE, date varchar(80), agent varchar(120))",
-}
-
-
 # -- helpers ---------------------------------------------------------------------------
 def sql(setup, statement, params=(), many=False):
     """Run one statement on the test's database; returns the fetched rows as tuples."""

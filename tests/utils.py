@@ -60,6 +60,13 @@ FAIL_OPEN = {
 }
 VIP_VARIABLES = ("QUEUE_PRIO", "VIP", "VIP_LABEL")
 VIP_NUMBERS = ["+7915%07d" % index for index in range(20)]  # LoadRun's VIPs (priority 10)
+# The original setup's bindings table (the article this project grew from), per dialect.
+ORIGINAL_DDL = {
+    "mariadb": "CREATE TABLE numbers_remember (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+               "number varchar(80) UNIQUE, date varchar(80), agent varchar(120))",
+    "sqlite": "CREATE TABLE numbers_remember (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+              "number varchar(80) UNIQUE, date varchar(80), agent varchar(120))",
+}
 free_port = private_mariadb.free_port  # a TCP port on 127.0.0.1 where nothing listens
 
 

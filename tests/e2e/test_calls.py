@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from utils import ORIGINAL_DDL
+
 from .real_asterisk import (DIAL_TIMEOUT, MEMBERS, QUEUE, VIPSTICKY_INI, agent_phone, interface, poll,
                             seconds_between)
 
@@ -235,3 +237,22 @@ def test_caller_hanging_up_in_the_queue_leaves_no_binding(scene):
     assert pbx.ami.wait_for("QueueCallerAbandon", Uniqueid=call.line_id)
     assert "ABANDON" in [row[4] for row in pbx.queue_log() if row[1] == call.line_id]
     assert scene.bindings() == []
+
+
+# -- upgrade from the original setup (issue 11) -------------------------------------------
+def test_a_binding_upgraded_from_the_original_table_reaches_its_agent(scene):
+    """The original numbers_remember(number, date, agent), upgraded by install-schema: its
+    bindings are global, and the shipped dialplan (queue support) dials the agent directly."""
+    setup, pbx = scene.setup, scene.pbx
+    dialect = setup.dialect
+    _, now = setup.query("DROP TABLE numbers_remember")
+    setup.query(ORIGINAL_DDL[dialect],
+                "INSERT INTO numbers_remember (number, date, agent) VALUES ('89130751580', '%d', '%s')"
+                % (now - 60, interface("alena")))
+    upgraded = scene.vipsticky("install-schema")
+    assert "1 binding kept in the global scope" in upgraded, upgraded
+    call = pbx.call(NUMBER)
+    dial = pbx.ami.wait_for("DialEnd", Uniqueid=call.line_id, timeout=10)
+    assert dial["DialStatus"] == "ANSWER" and dial["DestChannel"].startswith("Local/alena@agents-"), dial
+    assert pbx.variables(call.line_id)["STICKY_STATUS"] == "found"
+    assert not queue_joins(pbx, call)
