@@ -1,5 +1,7 @@
-"""vipsticky: schema install, cron purge and admin work. Each command is one call
-into the modules the AGI scripts use, so the CLI and a call never disagree.
+"""The vipsticky command: schema install, cron purge and admin work, a thin click layer.
+
+Each command is one call into the modules the AGI scripts use, so the CLI and a call
+never disagree.
 
 Errors are one line on stderr and a non-zero exit (1: the work failed, 2: the
 command line was wrong). The per-call scripts never import this module.
