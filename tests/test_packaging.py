@@ -186,3 +186,29 @@ def test_readme_install_steps_from_the_wheel_on_mariadb(built):
             cursor.execute("DROP DATABASE IF EXISTS %s" % name)
             cursor.execute("DROP USER IF EXISTS '%s'@'localhost'" % name)
         connection.close()
+
+
+# What install() above does, step by step, as the README's install block writes it: if the
+# README changes a step, this list and install() must change with it.
+README_STEPS = [
+    "python3 -m venv /opt/vipsticky",
+    "/opt/vipsticky/bin/pip install vipsticky-%s-py3-none-any.whl" % version(),
+    "/opt/vipsticky/bin/vipsticky examples /root/vipsticky-examples && cd /root/vipsticky-examples",
+    "cp vipsticky.conf.example /etc/asterisk/vipsticky.conf",
+    "chown root:asterisk /etc/asterisk/vipsticky.conf && chmod 640 /etc/asterisk/vipsticky.conf",
+    "/opt/vipsticky/bin/vipsticky install-schema",
+    "/opt/vipsticky/bin/vipsticky install-agi",
+    "cp cron/vipsticky /etc/cron.d/vipsticky",
+    "/opt/vipsticky/bin/vipsticky doctor",
+    "/opt/vipsticky/bin/vipsticky vip add '+7 913 075-15-80' --label 'Taxi Plus'",
+    "/opt/vipsticky/bin/vipsticky try vip_or_not --callerid 89130751580",
+]
+
+
+def test_the_readme_install_block_is_the_one_these_tests_follow():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    section = readme[readme.index("## Installing into Asterisk"):]
+    block = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    steps = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert steps == README_STEPS
