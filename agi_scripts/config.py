@@ -18,11 +18,14 @@ VIP_SOURCES = ("table", "addressbook", "both")
 CONNECT_TIMEOUT = 2.0  # seconds
 BREAKER_SECONDS = 5  # seconds a database server found unreachable is not tried again by calls
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
-# mysql://[user[:password]@]host[:port]/database[?unix_socket=/path]; a password holding
-# @ / ? # or % is written %-encoded.
+# mysql://[user[:password]@]host[:port][,host[:port]...]/database[?unix_socket=/path]; a
+# password holding @ / ? # or % is written %-encoded. Several hosts (a Galera cluster, a
+# primary and its stand-by) are tried in order; a host without a port uses 3306.
+_HOST_PORT = r"(?:\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\],]*)(?::[^/?#@,]*)?"
 MYSQL_URL = re.compile(r"^mysql://(?:(?P<user>[^:@/?#]*)(?::(?P<password>[^@/?#]*))?@)?"
-                       r"(?P<host>\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\]]*)(?::(?P<port>[^/?#]*))?"
-                       r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$")
+                       r"(?P<hosts>%s(?:,%s)*)"
+                       r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$" % (_HOST_PORT, _HOST_PORT))
+HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]*\]|[^:\[\]]*)(?::(?P<port>.*))?$")
 
 # Bounds of the numeric settings (also what the CLI accepts for a priority).
 PRIORITY_LIMITS = (-1000000, 1000000)
@@ -38,10 +41,18 @@ class ConfigError(Exception):
 
 
 class DatabaseSettings(namedtuple("DatabaseSettings", (
-        "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path breaker_seconds"),
-        defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None, BREAKER_SECONDS))):
-    """dialect is mysql or sqlite; url may hold a password: print safe_url, never url."""
+        "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path breaker_seconds "
+        "hosts"),
+        defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None, BREAKER_SECONDS, ()))):
+    """dialect is mysql or sqlite; url may hold a password: print safe_url, never url.
+    host and port are the first (or only) server; hosts holds every (host, port) of the
+    url in order, the first included."""
     __slots__ = ()
+
+    @property
+    def servers(self) -> tuple:
+        """((host, port), ...) to try in order: hosts, else the one host."""
+        return self.hosts or ((self.host, self.port),)
 
     def __repr__(self):
         return "DatabaseSettings(%s)" % self.safe_url
@@ -263,7 +274,7 @@ def from_sections(sections: dict, path=None) -> Config:
 
 def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: str = "auto",
                        ssl_ca=None) -> DatabaseSettings:
-    """mysql://user:pass@host:port/db[?unix_socket=/path] or sqlite:///path."""
+    """mysql://user:pass@host:port[,host2[:port]...]/db[?unix_socket=/path] or sqlite:///path."""
     if ssl not in ("auto", "on", "off"):
         raise ConfigError("[database] ssl must be auto, on or off")
     if url.startswith("sqlite:///"):
@@ -274,27 +285,41 @@ def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: 
     if not url.startswith("mysql://"):
         raise ConfigError("[database] url must start with mysql:// or sqlite:///")
     parts = MYSQL_URL.match(url)
-    port = int(parts.group("port")) if parts and (parts.group("port") or "").isdigit() else 0
-    if not parts or (parts.group("port") is not None and not 0 < port < 65536):
+    if not parts:
         raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
+    items = parts.group("hosts").split(",")
+    hosts = tuple(_host_port(item, several=len(items) > 1) for item in items)
     database = _unquote(parts.group("database"))
     if not database or "/" in database:
         raise ConfigError("[database] url must name one database: mysql://user:pass@host:port/DATABASE")
     query = dict(item.partition("=")[::2] for item in (parts.group("query") or "").split("&") if item)
     unix_socket = _unquote(query["unix_socket"]) if query.get("unix_socket") else None
-    host = _unquote(parts.group("host").strip("[]")) or "localhost"
+    if unix_socket and len(hosts) > 1:
+        raise ConfigError("[database] url: unix_socket is one local server, not several hosts")
     if ssl == "auto":
         # TLS costs ~38 ms per connect and buys nothing on loopback or a unix socket.
-        use_ssl = not (unix_socket or host in LOOPBACK_HOSTS)
+        use_ssl = not (unix_socket or all(host in LOOPBACK_HOSTS for host, _ in hosts))
     else:
         use_ssl = ssl == "on"
     return DatabaseSettings(
         dialect="mysql", url=url, connect_timeout=connect_timeout, ssl=use_ssl, ssl_ca=ssl_ca,
-        host=host, port=port or 3306,
+        host=hosts[0][0], port=hosts[0][1],
         user=_unquote(parts.group("user")) if parts.group("user") else "asterisk",
         password=_unquote(parts.group("password")) if parts.group("password") is not None else None,
-        database=database, unix_socket=unix_socket,
+        database=database, unix_socket=unix_socket, hosts=hosts,
     )
+
+
+def _host_port(item: str, several: bool):
+    """(host, port) of one host[:port] of the url (3306 when the port is left out)."""
+    parts = HOST_PORT.match(item)
+    port = int(parts.group("port")) if parts and (parts.group("port") or "").isdigit() else 0
+    if not parts or (parts.group("port") is not None and not 0 < port < 65536):
+        raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
+    host = _unquote(parts.group("host").strip("[]"))
+    if not host and several:
+        raise ConfigError("[database] url: an empty host in the list of hosts (host1,host2:port,...)")
+    return host or "localhost", port or 3306
 
 
 def _unquote(text: str) -> str:

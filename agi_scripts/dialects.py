@@ -61,6 +61,10 @@ class SQLite:
                                uri=True, timeout=query_timeout, isolation_level=None, check_same_thread=False)
 
     @staticmethod
+    def sync_wait(mask: int, sql: str, retries: int = 0) -> str:
+        return sql  # one file: every read sees the last write
+
+    @staticmethod
     def driver_errors():
         import sqlite3
         return sqlite3.Error
@@ -132,14 +136,34 @@ class MySQL:
         return params
 
     @classmethod
-    def connect(cls, settings, create: bool, query_timeout: float):
+    def connect(cls, settings, create: bool, query_timeout: float, server=None, timeout=None):
+        """server: (host, port) of settings.servers (default: the first); timeout: the
+        seconds this attempt may take to connect and log in (default connect_timeout)."""
         import pymysql
-        connection = pymysql.connect(**cls.connect_params(settings, write_timeout=query_timeout))
+        overrides = {"write_timeout": query_timeout}
+        if server is not None and not settings.unix_socket:
+            overrides.update(host=server[0], port=server[1])
+        if timeout is not None:
+            overrides.update(connect_timeout=timeout, read_timeout=timeout)
+        connection = pymysql.connect(**cls.connect_params(settings, **overrides))
         # PyMySQL reads the server's greeting with read_timeout, so connect with the
         # short one; the CLI's longer query timeout applies once connected (PyMySQL
         # reads this attribute before every read).
         connection._read_timeout = query_timeout
         return connection
+
+    @staticmethod
+    def sync_wait(mask: int, sql: str, retries: int = 0) -> str:
+        """sql made to wait, on a Galera node, until the node has applied every write the
+        cluster committed before it (wsrep_sync_wait: 1 reads, 2 UPDATE/DELETE, 4 INSERT,
+        15 all) and, with retries, re-run by the server itself up to that many times
+        when it loses a certification conflict (wsrep_retry_autocommit). A MariaDB-only
+        comment: other servers, and MariaDB without Galera, run the statement as it is,
+        in the same single round trip."""
+        if retries:
+            return "/*M!100102 SET STATEMENT wsrep_sync_wait=%d, wsrep_retry_autocommit=%d FOR */ %s" % (
+                mask, retries, sql)
+        return "/*M!100102 SET STATEMENT wsrep_sync_wait=%d FOR */ %s" % (mask, sql)
 
     @staticmethod
     def driver_errors():
