@@ -248,7 +248,7 @@ def test_idle_connections_do_not_keep_a_real_call_out(setup, record_property):
     client, then a real call: answered within 2 s by a server that still runs a handful
     of threads (0.1: one thread per idle connection)."""
     add_vip(setup)
-    with Serve(setup) as server:
+    with Serve(setup, "--workers", "1") as server:  # --max-connections is each worker's
         real_call(server.address)  # the pool's connection is open: the figure is the idle ones' cost
         idle = []
         try:
@@ -284,7 +284,7 @@ def test_connection_cap_holds_with_calls_in_progress(make_setup):
     closed at once (one log line), and a real call is answered when one has gone."""
     setup = make_setup("sqlite")
     add_vip(setup)
-    with Serve(setup, "--max-connections", "3") as server:
+    with Serve(setup, "--max-connections", "3", "--workers", "1") as server:  # the cap is each worker's
         stalled = []
         for _ in range(3):
             connection = socket.create_connection(server.address, timeout=5)
@@ -461,7 +461,7 @@ def test_stalled_database_holds_no_more_connections_than_the_pool(make_setup, re
             cursor.execute("LOCK TABLES vip_numbers WRITE")
             cursor.execute("SELECT CONNECTION_ID()")
             locker_id = cursor.fetchone()[0]
-        with Serve(setup, "--pool", "2") as server:
+        with Serve(setup, "--pool", "2", "--workers", "1") as server:  # one process: its log names its pool
             workers = [threading.Thread(target=lambda: calls.append(real_call(server.address))) for _ in range(20)]
             for worker in workers:
                 worker.start()
