@@ -105,6 +105,8 @@ class Doctor:
         if settings.dialect == "sqlite":
             if not self._check_sqlite_files(settings.path):
                 return
+        else:
+            self._check_servers(settings)
         database = Database(settings)
         try:
             version = database.schema_version()
@@ -119,6 +121,54 @@ class Doctor:
             self.fix("database: %s" % error)
         finally:
             database.close()
+
+    def _check_servers(self, settings):
+        """Each server of a url with several hosts, and any Galera node: reachable, in the
+        primary component and synced, or what happened and what to do. A single server
+        that is no Galera node adds nothing here."""
+        from .database import reason
+        from .dialects import MySQL
+        servers = (None,) if settings.unix_socket else settings.servers
+        for server in servers:
+            name = settings.unix_socket or ("[%s]:%d" if ":" in server[0] else "%s:%d") % server
+            try:
+                connection = MySQL.connect(settings, False, settings.connect_timeout, server, settings.connect_timeout)
+            except Exception as error:  # the server's own reason, without the url
+                if len(servers) > 1:
+                    self.fix("database server %s unreachable (%s): calls use the other servers meanwhile; start it "
+                             "(a Galera node that crashed: mariadbd --wsrep-recover, then start it with "
+                             "--wsrep-start-position=<the recovered position> to catch up by IST)"
+                             % (name, reason(error)))
+                continue
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_cluster_size', "
+                                   "'wsrep_cluster_status', 'wsrep_local_state_comment', 'wsrep_last_committed')")
+                    status = dict(cursor.fetchall())
+                    cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+                    galera = dict(cursor.fetchall()).get("wsrep_on") == "ON"
+            except Exception as error:
+                self.fix("database server %s: %s" % (name, reason(error)))
+                continue
+            finally:
+                connection.close()
+            if not galera:
+                if len(servers) > 1:
+                    self.ok("database server %s reachable" % name)
+                continue
+            size, state = status.get("wsrep_cluster_size", "?"), status.get("wsrep_local_state_comment", "?")
+            if status.get("wsrep_cluster_status") != "Primary":
+                self.fix("Galera node %s is in a non-Primary component (%s node(s) in view, wsrep_ready=%s, last "
+                         "committed %s): it lost quorum, so it refuses every call's query (1047) and calls fail open. "
+                         "If the other nodes are down for good, bootstrap the survivor with the highest last "
+                         "committed: SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'; then start the others "
+                         "one at a time (mariadbd --wsrep-recover, then --wsrep-start-position)"
+                         % (name, size, status.get("wsrep_ready", "?"), status.get("wsrep_last_committed", "?")))
+            elif status.get("wsrep_ready") != "ON" or state not in ("Synced", "Donor/Desynced"):
+                self.fix("Galera node %s is %s, not Synced (cluster of %s): calls skip it until it has caught up"
+                         % (name, state, size))
+            else:
+                self.ok("Galera node %s %s, Primary component of %s node(s)" % (name, state, size))
 
     def _check_addressbook(self, database, config):
         """Side table, routines and triggers all there and made for this [numbers] plan, and no

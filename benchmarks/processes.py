@@ -60,14 +60,26 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Server:
-    """`vipsticky serve` in its own process, on a port the kernel picks."""
+def children(pid):
+    """The pids of a process's children (serve --workers: the worker processes)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
 
-    def __init__(self, env):
+
+class Server:
+    """`vipsticky serve` in its own process, on a port the kernel picks; workers: its
+    --workers (1: one process, as the README's FastAGI figures; more: a supervisor and
+    that many worker processes)."""
+
+    def __init__(self, env, workers=1):
         command = script_command("vipsticky")
         if not os.access(command[0], os.X_OK) or command[0] == sys.executable:
             command = [sys.executable, "-m", "agi_scripts.cli"]
-        self.process = subprocess.Popen(command + ["serve", "--listen", "127.0.0.1:0", "--pool", "8"],
+        self.process = subprocess.Popen(command + ["serve", "--listen", "127.0.0.1:0", "--pool", "8",
+                                                   "--workers", str(workers)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         env=env, text=True)
         self.log = []
@@ -93,7 +105,8 @@ class Server:
             self.log.append(line.rstrip())
 
     def cpu(self):
-        return proc_cpu(self.process.pid)
+        """CPU seconds of the server, its worker processes included."""
+        return sum(proc_cpu(pid) for pid in [self.process.pid] + children(self.process.pid))
 
     def stop(self):
         """SIGTERM, as systemd stops it; returns (exit code, seconds to stop)."""

@@ -21,6 +21,8 @@ Sections (issue 5, item 1), one module each:
      connection looks bindings up back to back.
   d  fastagi_load.py: `vipsticky serve` as a separate process, 50 concurrent clients,
      beside the per-call throughput (spawned scripts, 2 workers).
+  e  fastagi_workers.py: `vipsticky serve --workers 1` against `--workers 2`, 50 calls in
+     progress back to back (throughput; target >= 1.6x with 2 workers on 2 cores).
 Shared: report.py (statistics, the table), processes.py (spawning), databases.py (setup).
 
 Spawned processes get a bytecode cache in the run's temp dir (PYTHONPYCACHEPREFIX, and no
@@ -45,20 +47,22 @@ sys.path.append(os.path.join(REPO, "tests"))  # the test suite's private_mariadb
 
 import addressbook_size  # noqa: E402  (after the path above)
 import fastagi_load  # noqa: E402
+import fastagi_workers  # noqa: E402
 import per_call  # noqa: E402
 import purge_load  # noqa: E402
 from databases import PRIVATE, Workspace  # noqa: E402
 from report import Phase, Report, machine, print_machine, print_results  # noqa: E402
 
 DEFAULT_JSON = os.path.join(REPO, "benchmarks", "results.json")
-SECTIONS = (("a", per_call), ("b", addressbook_size), ("c", purge_load), ("d", fastagi_load))
+SECTIONS = (("a", per_call), ("b", addressbook_size), ("c", purge_load), ("d", fastagi_load),
+            ("e", fastagi_workers))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="vipsticky benchmarks (issue 5)")
     parser.add_argument("--quick", action="store_true", help="smoke test: small sizes, few repetitions (< 60 s)")
     parser.add_argument("--json", default=DEFAULT_JSON, metavar="PATH", help="JSON output (default %(default)s)")
-    parser.add_argument("--sections", default="abcd", help="which sections to run (default abcd)")
+    parser.add_argument("--sections", default="abcde", help="which sections to run (default abcde)")
     parser.add_argument("--mysql", default=os.environ.get("VIPSTICKY_BENCH_MYSQL") or
                         os.environ.get("VIPSTICKY_TEST_MYSQL") or "mysql://root@127.0.0.1:3306/test",
                         help="MariaDB server URL (a database name is required but not used), or %r: "

@@ -1,0 +1,198 @@
+"""`vipsticky serve --workers N` (issue 13, Deliver 3): N processes forked by a supervisor
+share the listening socket, so calls use every core despite Python's GIL.
+
+A real `vipsticky serve` subprocess, real sockets, SQLite (the database is not under test):
+the calls spread over the workers; SIGHUP to the supervisor alone switches every worker to
+the new config before its one log line; SIGTERM lets each worker finish its call in flight;
+a killed worker is replaced; workers whose supervisor was killed stop by themselves; the
+default is one worker per core; --pool is shared out.
+"""
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
+from utils import NUMBER, AGENT, AllIdle, assert_clean
+
+IDLE = Asterisk(devices=AllIdle())
+
+
+class Served:
+    """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its stderr lines."""
+
+    def __init__(self, setup, *options):
+        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"]
+                                        + list(options), env=setup.env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log, self._lines = [], queue.Queue()
+        threading.Thread(target=self._drain, daemon=True).start()
+        match = re.search(r"listening on ([\d.]+):(\d+)", self.wait_for("listening on")[0])
+        self.address = (match.group(1), int(match.group(2)))
+
+    def _drain(self):
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern, count=1, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log if re.search(pattern, line)]
+            if len(found) >= count:
+                return found
+            assert time.monotonic() < deadline and self.process.poll() is None, (pattern, self.log)
+            time.sleep(0.02)
+
+    def workers(self):
+        """The worker processes' pids (the supervisor's children)."""
+        with open("/proc/%d/task/%d/children" % (self.process.pid, self.process.pid)) as handle:
+            return [int(pid) for pid in handle.read().split()]
+
+    def lookup(self):
+        return assert_clean(Peer(IDLE).call_fastagi(self.address, "sticky_route", ["lookup"], callerid=NUMBER))
+
+    def stop(self, timeout=30):
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_calls_spread_over_the_workers(sqlite):
+    sqlite.database().remember("79120000001", "", AGENT, 600)
+    with Served(sqlite, "--workers", "2", "--pool", "4") as served:
+        assert "2 worker processes, each with a pool of 2 database connections" in served.log[0], served.log
+        workers = served.workers()
+        assert len(workers) == 2, workers
+        before = {pid: cpu_seconds(pid) for pid in workers}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            calls = list(pool.map(lambda _: served.lookup(), range(400)))
+        used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
+        assert all(call.variables["STICKY_AGENT"] == AGENT for call in calls)
+        print("\nCPU seconds per worker for 400 calls: %s" % sorted(used.values()))
+        assert all(seconds > 0.02 for seconds in used.values()), used  # both answered calls
+        assert served.stop() == 0
+    assert served.log[-1] == "vipsticky serve: stopped" and len(served.log) == 2, served.log
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_sighup_to_the_supervisor_switches_every_worker(make_setup):
+    old, new = make_setup("sqlite"), make_setup("sqlite")
+    old.database().remember("79120000001", "", "PJSIP/alena", 600)
+    new.database().remember("79120000001", "", "PJSIP/boris", 600)
+    with Served(old, "--workers", "2") as served:
+        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/alena"}
+        with open(old.path, "w") as handle:
+            handle.write("[database]\nurl = %s\n" % new.url)
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for("reloaded")
+        # Every worker switched before the line was logged: no call gets the old database.
+        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(40)} == {"PJSIP/boris"}
+        with open(old.path, "w") as handle:
+            handle.write("[database]\nurl = %s\nbogus = 1\n" % old.url)
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for("reload refused")
+        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/boris"}
+        assert served.stop() == 0
+    assert [line for line in served.log if "reload" in line][0].startswith("vipsticky serve: reloaded ")
+    assert len([line for line in served.log if "reload" in line]) == 2  # one line each, not one per worker
+
+
+def test_sigterm_lets_every_worker_finish_its_call_in_flight(sqlite):
+    sqlite.database().remember("79120000001", "", AGENT, 600)
+    with Served(sqlite, "--workers", "2") as served:
+        workers = served.workers()
+        # Two calls in flight: environment sent, first command not answered yet.
+        connections = []
+        for _ in range(2):
+            connection = socket.create_connection(served.address, timeout=20)
+            reader, writer = connection.makefile("rb"), connection.makefile("wb")
+            writer.write(("".join("%s: %s\n" % item for item in Peer.environment(
+                "sticky_route", ["lookup"], NUMBER, network=True)) + "\n").encode())
+            writer.flush()
+            first = reader.readline().decode().rstrip("\n")
+            assert first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"'), first
+            connections.append((connection, reader, writer, first))
+        served.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert served.process.poll() is None  # waits for the calls in flight
+        peer = Peer(IDLE)
+        for connection, reader, writer, line in connections:
+            in_flight = Call("sticky_route", ["lookup"])
+            while line:
+                writer.write((peer.reply(in_flight, line) + "\n").encode())
+                writer.flush()
+                line = reader.readline().decode().rstrip("\n")
+            connection.close()
+            assert in_flight.variables["STICKY_AGENT"] == AGENT
+        assert served.process.wait(timeout=30) == 0
+    assert served.log[-1] == "vipsticky serve: stopped", served.log
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_a_killed_worker_is_replaced_and_an_orphan_stops(sqlite):
+    sqlite.database().remember("79120000001", "", AGENT, 600)
+    with Served(sqlite, "--workers", "2") as served:
+        first, second = served.workers()
+        os.kill(first, signal.SIGKILL)
+        served.wait_for(r"worker \d \(pid %d\) ended \(signal 9\): starting another" % first)
+        deadline = time.monotonic() + 10
+        while len(served.workers()) < 2:
+            assert time.monotonic() < deadline, served.workers()
+            time.sleep(0.05)
+        assert first not in served.workers() and second in served.workers()
+        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {AGENT}
+        workers = served.workers()
+        served.process.kill()  # the supervisor crashes: its workers stop by themselves
+        served.process.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers still running 15 s after their supervisor died"
+            time.sleep(0.05)
+
+
+def test_the_default_is_one_worker_per_core(sqlite):
+    with Served(sqlite) as served:
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1:
+            assert "%d worker processes" % cores in served.log[0], served.log
+        assert len(served.workers()) == (cores if cores > 1 else 0)
+        assert served.stop() == 0
+
+
+@pytest.mark.parametrize("options, line", [
+    (["--workers", "1", "--pool", "3"], "(pool of 3 database connections"),
+    (["--workers", "3", "--pool", "8"], "(3 worker processes, each with a pool of 2 database connections"),
+    (["--workers", "4", "--pool", "2"], "(4 worker processes, each with a pool of 1 database connections"),
+])
+def test_pool_is_shared_out(sqlite, options, line):
+    with Served(sqlite, *options) as served:
+        assert line in served.log[0], served.log
+        assert served.stop() == 0
