@@ -25,7 +25,7 @@ import pytest
 
 from agi_scripts.asterisk_standin import Call, Peer, script_command
 from agi_scripts.fastagi import MAX_ENVIRONMENT_LINES, MAX_LINE, ServeError, make_server
-from utils import NUMBER, assert_clean, assert_failed_open, assert_one_error_line, server_connection, vipsticky
+from utils import NUMBER, KilledOnExit, assert_clean, assert_failed_open, assert_one_error_line, server_connection, vipsticky
 
 KEY = "79120000001"  # NUMBER's key
 VIP = {"QUEUE_PRIO": "20", "VIP": "1", "VIP_LABEL": "Gold"}
@@ -89,7 +89,7 @@ def send_until_closed(connection, chunks) -> int:
     return sent
 
 
-class Serve:
+class Serve(KilledOnExit):
     """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its
     stderr lines."""
 
@@ -152,15 +152,6 @@ class Serve:
         assert_clean_log(self.log)
         assert self.log[-1] == "vipsticky serve: stopped", self.log
         return seconds
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        return False
 
 
 def assert_clean_log(lines):

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
-from utils import NUMBER, AGENT, AllIdle, assert_clean
+from utils import AGENT, NUMBER, AllIdle, KilledOnExit, assert_clean
 
 IDLE = Asterisk(devices=AllIdle())
 
 
-class Served:
+class Served(KilledOnExit):
     """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its stderr lines."""
 
     def __init__(self, setup, *options):
@@ -61,14 +61,6 @@ class Served:
     def stop(self, timeout=30):
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def cpu_seconds(pid):

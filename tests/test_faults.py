@@ -424,16 +424,7 @@ def test_calls_across_mariadb_restarts(private_server, tmp_path, record_property
     after_last = {"fastagi": 0, "process": 0}
 
     def one_call(kind, fastagi_address):
-        action, args, expected = run.job()
-        script = "vip_or_not" if action == "vip" else "sticky_route"
-        peer = Peer(Asterisk(devices=AllIdle()))
-        started = time.monotonic()
-        if kind == "fastagi":
-            call = peer.call_fastagi(fastagi_address, script, args, timeout=30)
-        else:
-            call = peer.run_script(script, args, timeout=30, process_env=env)
-        ended = time.monotonic()
-        outcome = run.classify(kind, action, args, expected, call)
+        action, script, started, ended, outcome, call = run.place_call(kind, fastagi_address, env)
         with run.lock:
             run.records.append((kind, script, action, started, ended, outcome, call.elapsed))
             run.counts[kind] += 1

@@ -451,3 +451,30 @@ class LoadRun:
         with self.lock:
             self.problems.append(text)
         return "problem"
+
+    def place_call(self, kind, fastagi_address=None, process_env=None):
+        """The next job as one call, over FastAGI to fastagi_address ("fastagi") or spawned
+        with process_env ("process"): (action, script, started, ended, outcome, call)."""
+        action, args, expected = self.job()
+        script = "vip_or_not" if action == "vip" else "sticky_route"
+        peer = Peer(Asterisk(devices=AllIdle()))
+        started = time.monotonic()
+        if kind == "fastagi":
+            call = peer.call_fastagi(fastagi_address, script, args, timeout=30)
+        else:
+            call = peer.run_script(script, args, timeout=30, process_env=process_env)
+        ended = time.monotonic()
+        return action, script, started, ended, self.classify(kind, action, args, expected, call), call
+
+
+class KilledOnExit:
+    """A context for a test's child process (self.process): killed when still running at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        return False

@@ -12,7 +12,6 @@
 
 Figures print with pytest -s and are kept as junit properties.
 """
-import itertools
 import random
 import subprocess
 import threading
@@ -20,90 +19,16 @@ import time
 
 import pymysql
 
-from agi_scripts.asterisk_standin import Asterisk, Peer, script_command
+from agi_scripts.asterisk_standin import Asterisk, script_command
 from agi_scripts.database import BINDINGS, DatabaseError
 from agi_scripts.number_keys import number_key
-from utils import FAIL_OPEN, PLAN, AllIdle, FastAGIServer, assert_failed_open
+from utils import PLAN, VIP_NUMBERS, AllIdle, FastAGIServer, LoadRun, assert_failed_open, report
 
 from .cluster import NODES
 
-VIP_NUMBERS = ["+7915%07d" % index for index in range(20)]
 FASTAGI_MINIMUM, PROCESS_MINIMUM = 1700, 300   # calls of each kind, at the least
 TAIL_SECONDS = 8.0          # of load after the killed node is Synced again (breaker_seconds 5 + 3)
 KILLED = 1                  # the first node of the node-1 servers' url, the second of the others'
-
-
-def report(record_property, title, figures):
-    print("\n== %s ==" % title)
-    for name, value in figures.items():
-        print("  %-44s %s" % (name, value))
-        record_property(name, value)
-
-
-class LoadRun:
-    """Hands out jobs, classifies results, keeps the figures. Thread-safe."""
-
-    def __init__(self, rng):
-        self.lock = threading.Lock()
-        self.rng = rng
-        self.sequence = itertools.count()
-        self.acknowledged = {}  # key -> agent, for every remember that reported stored
-        self.keys = []
-        self.records = []  # (kind, node, action, start, end, outcome, elapsed)
-        self.problems = []
-        self.counts = {"fastagi": 0, "process": 0}
-
-    def job(self):
-        with self.lock:
-            index = next(self.sequence)
-            slot = index % 10
-            if slot < 5:
-                return "remember", ["remember", "+7912%07d" % index, "", "PJSIP/agent%05d" % index], None
-            if slot < 8:
-                if self.keys and slot != 7:
-                    key = self.rng.choice(self.keys)
-                    return "lookup", ["lookup", "+" + key], self.acknowledged[key]
-                return "lookup", ["lookup", "+7913%07d" % index], None  # never bound
-            if slot == 8:
-                return "vip", [self.rng.choice(VIP_NUMBERS)], True
-            return "vip", ["+7914%07d" % index], False
-
-    def classify(self, kind, action, args, expected, call):
-        """'normal' or 'failed-open'; anything else is a problem."""
-        script = "vip_or_not" if action == "vip" else "sticky_route"
-        where = "%s %s %s" % (kind, script, args)
-        if call.timed_out or call.exit_code != 0 or call.stderr or call.malformed:
-            return self.problem("%s: exit %s, timed out %s, stderr %r, malformed %r"
-                                % (where, call.exit_code, call.timed_out, call.stderr[-300:], call.malformed))
-        variables = call.variables
-        if call.warnings:
-            if len(call.warnings) != 1 or not call.warnings[0].endswith("; failing open") or \
-                    any(variables.get(n) != v for n, v in FAIL_OPEN[script].items()):
-                return self.problem("%s: bad fail-open %r %r" % (where, call.warnings, variables))
-            return "failed-open"
-        if action == "remember":
-            if variables.get("STICKY_STATUS") != "stored":
-                return self.problem("%s: remember said %r" % (where, variables))
-            key = number_key(args[1], PLAN)
-            with self.lock:
-                self.acknowledged[key] = args[3]
-                self.keys.append(key)
-        elif action == "lookup":
-            want = ("found", expected) if expected else ("none", "")
-            got = (variables.get("STICKY_STATUS"), variables.get("STICKY_AGENT"))
-            if got != want:
-                return self.problem("%s: lookup gave %r, expected %r" % (where, got, want))
-        else:
-            want = ("10", "1") if expected else ("5", "0")
-            got = (variables.get("QUEUE_PRIO"), variables.get("VIP"))
-            if got != want:
-                return self.problem("%s: vip_or_not gave %r, expected %r" % (where, got, want))
-        return "normal"
-
-    def problem(self, text):
-        with self.lock:
-            self.problems.append(text)
-        return "problem"
 
 
 class CommitProbe:
@@ -155,16 +80,7 @@ def test_a_node_killed_under_load(galera, cluster, record_property):
     minimum = {"fastagi": FASTAGI_MINIMUM, "process": PROCESS_MINIMUM}
 
     def one_call(kind, n, address):
-        action, args, expected = run.job()
-        script = "vip_or_not" if action == "vip" else "sticky_route"
-        peer = Peer(Asterisk(devices=AllIdle()))
-        started = time.monotonic()
-        if kind == "fastagi":
-            call = peer.call_fastagi(address, script, args, timeout=30)
-        else:
-            call = peer.run_script(script, args, timeout=30, process_env=galera.env(n))
-        ended = time.monotonic()
-        outcome = run.classify(kind, action, args, expected, call)
+        action, _, started, ended, outcome, call = run.place_call(kind, address, galera.env(n))
         with run.lock:
             run.records.append((kind, n, action, started, ended, outcome, call.elapsed))
             run.counts[kind] += 1
@@ -198,7 +114,7 @@ def test_a_node_killed_under_load(galera, cluster, record_property):
         time.sleep(6)  # the stall, then the survivors' new view, then calls on them
         # The CLI does not consult the breaker but fails over all the same.
         with run.lock:
-            key = run.rng.choice(run.keys)
+            key = run.rng.choice(run.acknowledged_keys)
         cli = subprocess.run(script_command("vipsticky") + ["lookup", "+" + key, "--json"], env=galera.env(KILLED),
                              capture_output=True, text=True, timeout=60)
         time.sleep(2)
