@@ -22,10 +22,10 @@ IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
 # password holding @ / ? # or % is written %-encoded. Several hosts (a Galera cluster, a
 # primary and its stand-by) are tried in order; a host without a port uses 3306.
 _HOST_PORT = r"(?:\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\],]*)(?::[^/?#@,]*)?"
-MYSQL_URL = re.compile(r"^mysql://(?:(?P<user>[^:@/?#]*)(?::(?P<password>[^@/?#]*))?@)?"
-                       r"(?P<hosts>%s(?:,%s)*)"
-                       r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$" % (_HOST_PORT, _HOST_PORT))
-HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]*\]|[^:\[\]]*)(?::(?P<port>.*))?$")
+MYSQL_URL = (r"^mysql://(?:(?P<user>[^:@/?#]*)(?::(?P<password>[^@/?#]*))?@)?"
+             r"(?P<hosts>%s(?:,%s)*)"
+             r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$" % (_HOST_PORT, _HOST_PORT))
+HOST_PORT = r"^(?P<host>\[[0-9A-Fa-f:.]*\]|[^:\[\]]*)(?::(?P<port>.*))?$"
 
 # Bounds of the numeric settings (also what the CLI accepts for a priority).
 PRIORITY_LIMITS = (-1000000, 1000000)
@@ -284,7 +284,7 @@ def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: 
         return DatabaseSettings(dialect="sqlite", url=url, connect_timeout=connect_timeout, path=path)
     if not url.startswith("mysql://"):
         raise ConfigError("[database] url must start with mysql:// or sqlite:///")
-    parts = MYSQL_URL.match(url)
+    parts = re.match(MYSQL_URL, url)  # compiled on first use: a SQLite call never needs it
     if not parts:
         raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
     items = parts.group("hosts").split(",")
@@ -312,7 +312,7 @@ def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: 
 
 def _host_port(item: str, several: bool):
     """(host, port) of one host[:port] of the url (3306 when the port is left out)."""
-    parts = HOST_PORT.match(item)
+    parts = re.match(HOST_PORT, item)
     port = int(parts.group("port")) if parts and (parts.group("port") or "").isdigit() else 0
     if not parts or (parts.group("port") is not None and not 0 < port < 65536):
         raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
