@@ -58,6 +58,13 @@ class _Context:
             self._database = Database(self.config.database, query_timeout=ADMIN_QUERY_TIMEOUT, breaker=False)
         return self._database
 
+    @property
+    def addressbook_database(self):
+        """The database, for a command about PHP Address Book, which lives in MySQL/MariaDB."""
+        if self.config.database.dialect != "mysql":
+            raise Failure("PHP Address Book lives in MySQL/MariaDB; the [database] url is SQLite")
+        return self.database
+
     def key(self, number):
         key = number_key(number, self.config.numbers)
         if key is None:
@@ -368,9 +375,7 @@ def vip_sync(context):
     """Bring the PHP Address Book index to the current [numbers] plan (function and
     triggers made anew when made for another plan) and rebuild it; lists the entries
     that give no number key."""
-    if context.config.database.dialect != "mysql":
-        raise Failure("vip sync needs the PHP Address Book on MySQL/MariaDB; the database url is SQLite")
-    for line in update_addressbook(context.database, context.config):
+    for line in update_addressbook(context.addressbook_database, context.config):
         say(line)
 
 
@@ -379,9 +384,7 @@ def vip_sync(context):
 def vip_uninstall_addressbook(context):
     """Remove everything vipsticky added to PHP Address Book's database (triggers, function,
     procedure, the key table, one index); PHP Address Book's own tables are left as before."""
-    if context.config.database.dialect != "mysql":
-        raise Failure("the address book lives in MySQL/MariaDB; the database url is SQLite")
-    for line in remove_addressbook(context.database, context.config.vip):
+    for line in remove_addressbook(context.addressbook_database, context.config.vip):
         say(line)
 
 

@@ -594,6 +594,13 @@ def test_php_writes_unchanged_after_install(book, variant):
 
 
 # -- SQLite cannot hold an address book ----------------------------------------------------
+@pytest.mark.parametrize("command", [["vip", "sync"], ["vip", "uninstall-addressbook"]])
+def test_address_book_commands_on_sqlite_say_so_in_one_line(sqlite, command):
+    result = vipsticky(sqlite, *command)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "vipsticky: PHP Address Book lives in MySQL/MariaDB; the [database] url is SQLite\n"
+
+
 @pytest.mark.parametrize("source", ["addressbook", "both"])
 def test_addressbook_source_on_sqlite_is_a_config_error(make_setup, tmp_path, source):
     setup = make_setup("sqlite")  # schema installed with source = table
