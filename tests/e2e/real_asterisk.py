@@ -9,6 +9,8 @@ and short ring times) and the dialplan example AS SHIPPED, plus a file of test c
 callers, the agents' extensions and an "outbound" context an attacker would like to reach.
 The installed console scripts are linked into its agi-bin with `vipsticky install-agi`, and
 Asterisk runs with VIPSTICKY_CONFIG in its environment, so the scripts use the test's database.
+Options (test_from_wheel.py): the examples from another folder, or none until load_examples();
+no scripts linked (the test links them); Asterisk running as another user (runuser).
 """
 import base64
 import glob
@@ -168,10 +170,10 @@ def e2e_contexts(agents: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def private_queues_conf(members: Sequence[str], ring_seconds: int) -> str:
-    """queues.conf.example with its member lines swapped for Local agents, ringing each
-    agent ring_seconds instead of 12 so that the tests stay quick."""
-    text = (REPO / "queues.conf.example").read_text()
+def private_queues_conf(members: Sequence[str], ring_seconds: int, examples: Path = REPO) -> str:
+    """queues.conf.example (of the folder examples) with its member lines swapped for Local
+    agents, ringing each agent ring_seconds instead of 12 so that the tests stay quick."""
+    text = (examples / "queues.conf.example").read_text()
     assert re.findall(r"(?m)^\[([^\]]+)\]", text)[-1] == QUEUE, "the members below must land in [%s]" % QUEUE
     text = "\n".join(line for line in text.splitlines() if not re.match(r"\s*member\s*=>", line))
     text, count = re.subn(r"(?m)^timeout\s*=\s*\d+", "timeout = %d" % ring_seconds, text)
@@ -259,6 +261,16 @@ class Asterisk:
     boot_output: int = 0  # bytes on stdout/stderr once booted
     stopping: Optional[subprocess.Popen] = None  # the `core stop now` client
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # Where features.conf, queues.conf and the dialplan come from: the shipped examples of this
+    # folder (a checkout, or what `vipsticky examples` wrote); None: an Asterisk that has none
+    # of them yet, until load_examples().
+    examples: Optional[Path] = REPO
+    # Whose `vipsticky install-agi` links the scripts into agi-bin; None: left empty (the test links them).
+    scripts_bin: Optional[Path] = SCRIPTS_BIN
+    # "USER:GROUP": runuser and rungroup of asterisk.conf, and the owner of the folders Asterisk
+    # writes (start it as root; the folder and the build must be readable by that user).
+    # None: Asterisk runs as the invoking user.
+    run_as: Optional[str] = None
 
     # -- configuration ------------------------------------------------------------------
     @property
@@ -282,9 +294,12 @@ class Asterisk:
                            astagidir=self.folder / "agi-bin", astspooldir=self.folder / "spool",
                            astrundir=self.folder / "run", astlogdir=self.folder / "log",
                            astcachedir=self.folder / "cache")
+        options = "verbose = 3\n"
+        if self.run_as:
+            options += "runuser = %s\nrungroup = %s\n" % tuple(self.run_as.split(":"))
         files = {
-            "asterisk.conf": "[directories]\n%s\n[options]\nverbose = 3\n"
-                             % "".join("%s => %s\n" % item for item in directories.items()),
+            "asterisk.conf": "[directories]\n%s\n[options]\n%s"
+                             % ("".join("%s => %s\n" % item for item in directories.items()), options),
             # autoload: the modules an installation loads. Those without config decline (noise,
             # filtered by name in problems()); start() checks the needed ones run.
             "modules.conf": "[modules]\nautoload = yes\n",
@@ -293,21 +308,45 @@ class Asterisk:
             # timestampevents: durations are measured on Asterisk's clock, not the test's.
             "manager.conf": "[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = %d\ntimestampevents = yes\n\n"
                             "[e2e]\nsecret = e2e\nread = all\nwrite = all\n" % self.port,
-            "features.conf": (REPO / "features.conf.example").read_text(),
-            "queues.conf": private_queues_conf(self.members, self.ring_seconds),
             "e2e-contexts.conf": e2e_contexts(self.agents),
         }
-        example = REPO / FLAVOURS[self.flavour]
-        if self.flavour == "conf":
-            files["extensions.conf"] = '#include "%s"\n#include "e2e-contexts.conf"\n' % example
-        else:
-            shutil.copyfile(example, etc / "extensions.ael")
-            files["extensions.conf"] = '#include "e2e-contexts.conf"\n'
         for name, text in files.items():
             (etc / name).write_text(text)
-        linked = subprocess.run([str(SCRIPTS_BIN / "vipsticky"), "install-agi", "--agi-dir",
-                                 str(self.folder / "agi-bin")], capture_output=True, text=True, env=self.env)
-        assert linked.returncode == 0, linked.stderr
+        self.load_examples(self.examples)
+        if self.run_as:
+            user, group = self.run_as.split(":")
+            for name in ("run", "log", "spool", "lib", "cache"):
+                shutil.chown(self.folder / name, user, group)
+        if self.scripts_bin is not None:
+            linked = subprocess.run([str(self.scripts_bin / "vipsticky"), "install-agi", "--agi-dir",
+                                     str(self.folder / "agi-bin")], capture_output=True, text=True, env=self.env)
+            assert linked.returncode == 0, linked.stderr
+
+    def load_examples(self, examples: Optional[Path]) -> None:
+        """Write features.conf, queues.conf and the dialplan from the shipped examples in the
+        folder examples: features.conf.example as it is, queues.conf.example with the test's
+        members, the flavour's dialplan example as it is beside the test contexts. None: the
+        files of an Asterisk vipsticky is not in yet (an empty features.conf and extensions.ael,
+        a queues.conf without queues, only the test contexts). Asterisk reads them when it
+        starts, or when the test reloads them."""
+        self.examples = examples
+        etc = self.folder / "etc"
+        contexts = '#include "e2e-contexts.conf"\n'
+        if examples is None:
+            files = {"features.conf": "", "queues.conf": "[general]\n", "extensions.conf": contexts}
+            if self.flavour == "ael":
+                files["extensions.ael"] = "context default {\n    s => NoOp();\n};\n"
+        else:
+            files = {"features.conf": (examples / "features.conf.example").read_text(),
+                     "queues.conf": private_queues_conf(self.members, self.ring_seconds, examples)}
+            example = examples / FLAVOURS[self.flavour]
+            if self.flavour == "conf":
+                files["extensions.conf"] = '#include "%s"\n' % example + contexts
+            else:
+                shutil.copyfile(example, etc / "extensions.ael")
+                files["extensions.conf"] = contexts
+        for name, text in files.items():
+            (etc / name).write_text(text)
 
     # -- life ------------------------------------------------------------------------------
     def start(self, timeout: float = 30) -> None:
