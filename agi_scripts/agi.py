@@ -210,6 +210,10 @@ class Channel:
         and Log takes the rest of its argument, commas included, as the message)."""
         self._execute("EXEC", "Log", quote("WARNING," + message))
 
+    def ring(self) -> None:
+        """The caller hears ringing while the script works on (app_queue's r option does the same)."""
+        self._execute("EXEC", "Ringing", '""')
+
     def play(self, sound: str) -> bool:
         """Play a sound; a missing or broken file is reported, never raised."""
         try:

@@ -9,6 +9,7 @@ three ways a channel goes away: SIGHUP (per-call scripts), a HANGUP line
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ KNOWN_COMMANDS = {  # command words -> (fewest, most) arguments after them
     ("ANSWER",): (0, 0),
 }
 LOG_LEVELS = ("ERROR", "WARNING", "NOTICE", "DEBUG", "VERBOSE", "DTMF")
+SUBSTITUTION = re.compile(r"\$\{([^{}]*)\}")
 DEAD_CHANNEL = "511 Command Not Permitted on a dead channel or intercept routine"
 
 
@@ -43,10 +45,11 @@ class Asterisk:
     sounds: set[str] = field(default_factory=lambda: {"beep"})
 
     def evaluate(self, expression: str) -> str:
-        """${NAME} and the few dialplan functions the scripts use."""
-        if not (expression.startswith("${") and expression.endswith("}")):
-            return expression
-        inner = expression[2:-1]
+        """Each ${NAME} or ${FUNCTION(...)} in expression replaced, as Asterisk does."""
+        return SUBSTITUTION.sub(lambda found: self.value(found.group(1)), expression)
+
+    def value(self, inner: str) -> str:
+        """A variable, or one of the few dialplan functions the scripts use."""
         name, _, rest = inner.partition("(")
         arguments = rest[:-1].split(",") if rest.endswith(")") else []
         if name == "DEVICE_STATE" and len(arguments) == 1:
@@ -116,13 +119,13 @@ class Peer:
     # -- what Asterisk sends -------------------------------------------------------
     @staticmethod
     def environment(script: str, args: list[str], callerid: str, network: bool = False,
-                    extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
+                    extra: dict[str, str] | None = None, uniqueid: str = "1700000000.1") -> list[tuple[str, str]]:
         # res_agi sends a FastAGI server agi_network and agi_network_script first.
         env = [("agi_network", "yes"), ("agi_network_script", script)] if network else []
         env += [
             ("agi_request", ("agi://127.0.0.1/%s" % script) if network else script),
             ("agi_channel", "PJSIP/trunk-00000001"), ("agi_language", "en"), ("agi_type", "PJSIP"),
-            ("agi_uniqueid", "1700000000.1"), ("agi_version", "22.0.0"),
+            ("agi_uniqueid", uniqueid), ("agi_version", "22.0.0"),
             ("agi_callerid", callerid), ("agi_calleridname", "unknown"), ("agi_callingpres", "0"),
             ("agi_callingani2", "0"), ("agi_callington", "0"), ("agi_callingtns", "0"),
             ("agi_dnid", "3843000000"), ("agi_rdnis", "unknown"), ("agi_context", "from-trunk"),
@@ -163,6 +166,8 @@ class Peer:
             call.verbose.append(arguments[0])
             return "200 result=1"
         if command == ("EXEC",):
+            if arguments[0].lower() == "ringing":
+                return "200 result=0"
             level, _, message = (arguments[1] if len(arguments) > 1 else "").partition(",")
             if arguments[0].lower() != "log" or level.upper() not in LOG_LEVELS:
                 return "200 result=-2"  # what res_agi answers for an application it cannot run
@@ -223,8 +228,10 @@ class Peer:
 
     # -- ways to run a script ----------------------------------------------------------
     def run_script(self, script: str, args: list[str], callerid: str = "", timeout: float = 30.0,
-                   process_env: dict[str, str] | None = None, command: list[str] | None = None) -> Call:
-        """Spawn the per-call script as Asterisk does (arguments in argv and env)."""
+                   process_env: dict[str, str] | None = None, command: list[str] | None = None,
+                   uniqueid: str = "1700000000.1") -> Call:
+        """Spawn the per-call script as Asterisk does (arguments in argv and env); uniqueid
+        is the channel's (agi_uniqueid)."""
         call = Call(script=script, args=list(args))
         argv = (command or script_command(script)) + [arg.replace("\x00", "") for arg in args]
         env = dict(os.environ if process_env is None else process_env)
@@ -241,7 +248,8 @@ class Peer:
         watchdog = threading.Timer(timeout, kill_when_late)
         watchdog.start()
         try:
-            self.converse(call, self.environment(script, args, callerid), process.stdout, process.stdin,
+            self.converse(call, self.environment(script, args, callerid, uniqueid=uniqueid), process.stdout,
+                          process.stdin,
                           hang_up_signal=lambda: process.send_signal(signal.SIGHUP))
             try:
                 process.stdin.close()

@@ -6,11 +6,13 @@ syslog line and exit status 0: the call goes on to the queue whatever happens.
 import os
 import signal
 import sys
+import time
 from collections import namedtuple
 
 from .agi import Channel, CommandFailed, Hangup
 from .config import Config, ConfigError, DatabaseSettings, load
 from .database import Database, DatabaseError
+from .events import Outcome, line, record
 from .number_keys import number_key
 from .rules import printable, valid_queue
 
@@ -19,9 +21,11 @@ FALLBACK_CONFIG = Config(database=DatabaseSettings(dialect="sqlite", url="sqlite
 DEADLINE_MARGIN = 0.8  # seconds beyond connect_timeout for everything a call does together
 
 
-class Script(namedtuple("Script", "name handle fail_open")):
-    """One AGI script: handle(channel, args, config, database) does the work,
-    fail_open(channel, config) sets the values a call gets when it cannot."""
+class Script(namedtuple("Script", "name handle fail_open patience", defaults=(None,))):
+    """One AGI script: handle(channel, args, config, database) does the work and returns
+    its events.Outcome, fail_open(channel, config) sets the values a call gets when it
+    cannot; patience(config, args), if given, is how many seconds of the call's time
+    budget the script may spend waiting on purpose (sticky_route's busy_wait)."""
     __slots__ = ()
 
     def main(self) -> int:
@@ -62,15 +66,23 @@ def answer(channel, script: Script, config: Config, database, deadline=None, log
     `log` (FastAGI's server log) takes the call's warnings instead of syslog.
     Returns 'ok', 'hangup' or 'failed'."""
     channel.log = log
+    started = time.time()
     try:
         with Deadline(deadline):
-            script.handle(channel, channel.args, config, database)
-        return "ok"
+            outcome = script.handle(channel, channel.args, config, database)
+        result = "ok"
     except Hangup:
         return "hangup"
     except (Exception, CallDeadline) as error:
         fail(channel, script, config, error)
-        return "failed"
+        outcome, result = Outcome("error"), "failed"
+    if config.events.enabled:
+        try:
+            record(config.events.spool, line(script.name, channel.env.get("agi_uniqueid", ""), outcome, started))
+        except OSError as error:
+            warn(channel, script, config, "cannot record the call's outcome: %s ([log] events = off stops "
+                                          "recording)" % describe(error))
+    return result
 
 
 def fail(channel, script: Script, config: Config, error: BaseException) -> None:
@@ -120,7 +132,9 @@ def run(script: Script) -> int:
     try:
         # Bounded time whatever the database does: connect and every read are also
         # capped by connect_timeout; this is the backstop for everything together.
-        answer(channel, script, config, database, deadline=config.database.connect_timeout + DEADLINE_MARGIN)
+        patience = script.patience(config, channel.args) if script.patience else 0
+        answer(channel, script, config, database,
+               deadline=config.database.connect_timeout + DEADLINE_MARGIN + patience)
     finally:
         database.close()
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections import namedtuple
 
 from .asterisk_standin import Asterisk, Peer
@@ -78,11 +79,16 @@ class CallPathProof:
                             queues={self.queue: {agent: False}} if self.queue else {},
                             sounds={self.config.sticky.unbind_sound or "beep"})
         number, scope = self.number, [self.queue] if self.queue else []
-        steps = (Step("vip_or_not", [number], "QUEUE_PRIO", None),
-                 Step("sticky_route", ["lookup", number] + scope, "STICKY_STATUS", "none"),
-                 Step("sticky_route", ["remember", number] + scope, "STICKY_STATUS", "stored"),
+        min_talk = self.config.sticky.for_queue(self.queue).min_talk
+        # With min_talk the binding is made by the hangup handler, after a conversation
+        # that began min_talk seconds ago.
+        answered = [Step("sticky_route", ["remember", number] + scope, "STICKY_STATUS", "pending"),
+                    Step("sticky_route", ["hangup", self.key, self.queue], "STICKY_STATUS", "stored")] \
+            if min_talk else [Step("sticky_route", ["remember", number] + scope, "STICKY_STATUS", "stored")]
+        steps = [Step("vip_or_not", [number], "QUEUE_PRIO", None),
+                 Step("sticky_route", ["lookup", number] + scope, "STICKY_STATUS", "none")] + answered + [
                  Step("sticky_route", ["lookup", number] + scope, "STICKY_STATUS", "found"),
-                 Step("delnum", [number], "DELNUM_STATUS", "deleted"))
+                 Step("delnum", [number], "DELNUM_STATUS", "deleted")]
         environment = {"PATH": SCRIPT_PATH, "VIPSTICKY_CONFIG": os.path.abspath(self.config_path),
                        "AST_AGI_DIR": self.agi_dir}
         try:
@@ -94,6 +100,8 @@ class CallPathProof:
             for step in steps:
                 path = self._script(step.script)
                 ran_from.add(os.path.dirname(path))
+                if step.args[0] == "hangup":
+                    asterisk.variables["STICKY_TALK"] = "%d %s" % (time.time() - min_talk, agent)
                 call = Peer(asterisk).run_script(step.script, step.args, callerid=number, process_env=environment,
                                                  timeout=SCRIPT_TIMEOUT + self.config.database.connect_timeout,
                                                  command=command + [path])
@@ -115,9 +123,10 @@ class CallPathProof:
         where = ", ".join(sorted(ran_from))
         if ran_from != {os.path.normpath(self.agi_dir)}:
             where += " (not all from %s: see its links above)" % self.agi_dir
-        return True, ("a call works as %s: vip_or_not, sticky_route lookup/remember/lookup and delnum ran from %s "
+        actions = "/".join(step.args[0] for step in steps if step.script == "sticky_route")
+        return True, ("a call works as %s: vip_or_not, sticky_route %s and delnum ran from %s "
                       "against %s with the test number %s; nothing left behind"
-                      % (self.user, where, self.config.database.safe_url, number))
+                      % (self.user, actions, where, self.config.database.safe_url, number))
 
     # -- how the scripts are run ------------------------------------------------------------
     def _as_user(self):

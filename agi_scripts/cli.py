@@ -19,14 +19,17 @@ from . import config as config_module
 from . import fastagi
 from .addressbook import remove as remove_addressbook, script as addressbook_script, update as update_addressbook
 from .call import describe
+from .call_proof import reserved_number
 from .config import ConfigError
 from .database import Database, DatabaseError
 from .demo import run_demo
 from .doctor import Doctor
+from .events import ingest
 from .examples import write_examples
 from .install import InstallError, SqliteHandover, link_agi_scripts
 from .mysql_fixes import with_fix
 from .number_keys import number_key
+from .report import COLUMNS as REPORT_COLUMNS, parse_since, summarize, table as report_table
 from .rules import label_problem, shown, valid_agent, valid_queue
 from .schema import install_schema, schema_script
 from .scripts import NAMES
@@ -391,8 +394,66 @@ def vip_uninstall_addressbook(context):
 @cli.command()
 @pass_context
 def purge(context):
-    """Delete expired bindings (for cron, every minute)."""
+    """Delete expired bindings (for cron, every minute); move the calls' recorded outcomes
+    from the spool file into the events table and delete those older than [log] events_days."""
     say("purged %s" % _count(context.database.purge(), "expired binding"))
+    stored, pruned = _ingest(context), 0
+    if context.config.events.enabled:
+        pruned = context.database.prune_events(context.config.events.days)
+    if stored:
+        say("recorded %s" % _count(stored, "call event"))
+    if pruned:
+        say("deleted %s older than %d days" % (_count(pruned, "call event"), context.config.events.days))
+
+
+def _ingest(context) -> int:
+    """The spool's lines into the events table (also after [log] events = off: what was
+    recorded before is kept); how many."""
+    try:
+        stored, skipped = ingest(context.database, context.config.events.spool)
+    except OSError as error:
+        raise Failure("cannot read the events spool: %s" % describe(error)) from None
+    if skipped:
+        click.echo("vipsticky: %s of %s skipped: not an event line" % (
+            _count(skipped, "line"), context.config.events.spool), err=True)
+    return stored
+
+
+@cli.command()
+@click.option("--since", default="7d", show_default=True, help="How far back: 30m, 12h, 7d, 2w.")
+@click.option("--queue", default=None, help="Only this queue ('' is the global scope).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per day and queue.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@pass_context
+def report(context, since, queue, as_json, as_csv):
+    """Calls, VIP calls, sticky hit rate and its misses, bindings made, * unbinds and
+    wrong numbers (min_talk), per day and queue, from the recorded call outcomes."""
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
+    try:
+        seconds = parse_since(since)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
+    queue = context.queue(queue)
+    _ingest(context)
+    database = context.database
+    # Every queue's events: a call's VIP and * events carry no queue of their own.
+    rows = [row for row in summarize(database.events(database.now() - seconds),
+                                     number_key(reserved_number(context.config.numbers), context.config.numbers))
+            if queue is None or row["queue"] == queue]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+    elif as_csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    elif not rows:
+        say("no call events in the last %s%s" % (since, "" if queue is None else " for %s" % _scope(queue)))
+    else:
+        for line in report_table(rows):
+            say(line)
 
 
 @cli.group()

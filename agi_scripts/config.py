@@ -31,6 +31,9 @@ HOST_PORT = r"^(?P<host>\[[0-9A-Fa-f:.]*\]|[^:\[\]]*)(?::(?P<port>.*))?$"
 PRIORITY_LIMITS = (-1000000, 1000000)
 TTL_LIMITS = (1, 10 * 365 * 86400)
 DIAL_TIMEOUT_LIMITS = (1, 600)
+MIN_TALK_LIMITS = (0, 3600)
+BUSY_WAIT_LIMITS = (0, 600)
+EVENTS_DAYS_LIMITS = (1, 3660)
 
 # The settings are namedtuples: immutable, and about 30 times cheaper to define than
 # frozen dataclasses, which matters on a path that runs once per call.
@@ -79,38 +82,52 @@ VipSettings = namedtuple("VipSettings", (
     defaults=("table", 10, 5, (), None, ""))
 
 # agents: the patterns an agent interface must match to be stored or dialled (rules.agent_allowed)
-QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout agents")
+# min_talk: seconds a conversation must last before it binds (0: binds when answered)
+# busy_wait: seconds a caller waits for a bound agent who is on another call (0: to the queue at once)
+QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout agents min_talk busy_wait")
 
 
-class StickySettings(namedtuple("StickySettings", "ttl dial_timeout legacy_technology unbind_sound queues agents",
+class StickySettings(namedtuple("StickySettings",
+                                "ttl dial_timeout legacy_technology unbind_sound queues agents min_talk busy_wait",
                                 defaults=(86400, 20, "SIP", "beep", (),
-                                          ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n")))):
+                                          ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n"), 0, 0))):
     """queues: ((name, QueueSettings), ...) from the [queue NAME] sections."""
     __slots__ = ()
+
+    @property
+    def uses_min_talk(self) -> bool:
+        """min_talk is set for some queue: the hangup handler decides bindings there."""
+        return bool(self.min_talk) or any(settings.min_talk for _name, settings in self.queues)
 
     def for_queue(self, queue: str) -> QueueSettings:
         for name, settings in self.queues:
             if name == queue:
                 return settings
-        return QueueSettings(self.ttl, self.dial_timeout, self.agents)
+        return QueueSettings(self.ttl, self.dial_timeout, self.agents, self.min_talk, self.busy_wait)
 
 
 # allow: client addresses or networks (ipaddress notation) that may use `vipsticky serve`
 FastagiSettings = namedtuple("FastagiSettings", "allow", defaults=((),))
 
+# enabled: each script run appends its outcome to the spool file; purge moves the lines into
+# the events table and deletes events older than days (vipsticky report reads them)
+EventSettings = namedtuple("EventSettings", "enabled spool days",
+                           defaults=(True, "/var/lib/asterisk/vipsticky-events.log", 90))
+
 # warnings: what a call logs about the file (unknown names) while it uses the rest
-Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi warnings",
-                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), ()))
+Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi warnings events",
+                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), (),
+                              EventSettings()))
 
 # Every section and key the file may hold ("queue" stands for the [queue NAME] sections).
 KNOWN = {
     "database": ("url", "connect_timeout", "ssl", "ssl_ca", "breaker_seconds"),
     "numbers": ("country_code", "trunk_prefix", "international_prefixes", "national_length", "area_code"),
     "vip": ("source", "priority", "normal_priority", "groups", "addressbook_domain_id", "addressbook_table_prefix"),
-    "sticky": ("ttl", "dial_timeout", "legacy_technology", "unbind_sound", "agents"),
-    "queue": ("ttl", "dial_timeout", "agents"),
+    "sticky": ("ttl", "dial_timeout", "legacy_technology", "unbind_sound", "agents", "min_talk", "busy_wait"),
+    "queue": ("ttl", "dial_timeout", "agents", "min_talk", "busy_wait"),
     "fastagi": ("allow",),
-    "log": ("syslog_facility",),
+    "log": ("syslog_facility", "events", "events_spool", "events_days"),
 }
 
 
@@ -201,7 +218,8 @@ def _ini_error(path, number, problem) -> ConfigError:
 
 
 # The defaults, written once: the settings' own.
-NUMBERS, VIP, STICKY, CONFIG = NumberPlan(), VipSettings(), StickySettings(), Config(database=None)
+NUMBERS, VIP, STICKY, EVENTS, CONFIG = NumberPlan(), VipSettings(), StickySettings(), EventSettings(), \
+    Config(database=None)
 
 
 def from_sections(sections: dict, path=None) -> Config:
@@ -245,6 +263,8 @@ def from_sections(sections: dict, path=None) -> Config:
     ttl = reader.number("sticky", "ttl", STICKY.ttl, int, *TTL_LIMITS)
     dial_timeout = reader.number("sticky", "dial_timeout", STICKY.dial_timeout, int, *DIAL_TIMEOUT_LIMITS)
     agents = reader.agent_patterns("sticky", ", ".join(STICKY.agents))
+    min_talk = reader.number("sticky", "min_talk", STICKY.min_talk, int, *MIN_TALK_LIMITS)
+    busy_wait = reader.number("sticky", "busy_wait", STICKY.busy_wait, int, *BUSY_WAIT_LIMITS)
     queues = []
     for section in sections:
         if section.startswith("queue "):
@@ -255,6 +275,8 @@ def from_sections(sections: dict, path=None) -> Config:
                 ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
                 dial_timeout=reader.number(section, "dial_timeout", dial_timeout, int, *DIAL_TIMEOUT_LIMITS),
                 agents=reader.agent_patterns(section, ", ".join(agents)),
+                min_talk=reader.number(section, "min_talk", min_talk, int, *MIN_TALK_LIMITS),
+                busy_wait=reader.number(section, "busy_wait", busy_wait, int, *BUSY_WAIT_LIMITS),
             )))
     technology = reader.text("sticky", "legacy_technology", STICKY.legacy_technology)
     if not re.match(r"^[A-Za-z0-9_]+$", technology):
@@ -263,13 +285,22 @@ def from_sections(sections: dict, path=None) -> Config:
     if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
         raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
     sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
-                            unbind_sound=sound, queues=tuple(queues), agents=agents)
+                            unbind_sound=sound, queues=tuple(queues), agents=agents, min_talk=min_talk,
+                            busy_wait=busy_wait)
     facility = reader.text("log", "syslog_facility", CONFIG.syslog_facility)
     if not re.match(r"^(daemon|user|local[0-7])$", facility):
         raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
     fastagi = FastagiSettings(allow=tuple(reader.items("fastagi", "allow", "")))
+    switch = reader.text("log", "events", "on" if EVENTS.enabled else "off")
+    if switch not in ("on", "off"):
+        raise ConfigError("[log] events must be on or off")
+    spool = reader.text("log", "events_spool", EVENTS.spool)
+    if not spool.startswith("/"):
+        raise ConfigError("[log] events_spool must be an absolute file path")
+    events = EventSettings(enabled=switch == "on", spool=spool,
+                           days=reader.number("log", "events_days", EVENTS.days, int, *EVENTS_DAYS_LIMITS))
     return Config(database=database, numbers=numbers, vip=vip, sticky=sticky,
-                  syslog_facility=facility, path=path, fastagi=fastagi)
+                  syslog_facility=facility, path=path, fastagi=fastagi, events=events)
 
 
 def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: str = "auto",

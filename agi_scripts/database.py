@@ -13,6 +13,7 @@ import time
 
 from .config import BREAKER_SECONDS, DatabaseSettings, VipSettings
 from .dialects import dialect_for
+from .events import COLUMNS as EVENT_COLUMNS, EVENTS
 
 BINDINGS = "numbers_remember"  # the original setup's table name, kept on upgrade
 # PHP Address Book: vipsticky's side table of number keys (addressbook.py keeps it
@@ -218,14 +219,15 @@ class Database:
                 raise DatabaseError(reason(error)) from None
         raise AssertionError("unreachable")
 
-    def transaction(self, statements: list[tuple[str, tuple]]):
-        """Run statements atomically (admin commands, never per call)."""
+    def transaction(self, statements: list[tuple[str, tuple | list]]):
+        """Run statements atomically (admin commands, never per call); params that are
+        a list are the rows of one executemany."""
         connection = self.connect()
         self._pinned = True
         try:
             self.run(self.dialect.BEGIN)
             for sql, params in statements:
-                self.run(sql, params)
+                self.run(sql, params, many=isinstance(params, list))
             self.run("COMMIT")
         except Exception:
             try:
@@ -330,10 +332,28 @@ class Database:
         # causality: smaller batches, each followed by a pause three times as long as it
         # took, so the other nodes have applied one before the next comes and a lookup
         # there never waits behind a queue of deletes (nor for a CPU they all keep busy).
+        return self._delete_in_batches(BINDINGS, "expires_at", 0, batch)
+
+    def add_events(self, rows: list[tuple]) -> None:
+        """Store call outcomes read from the spool (events.COLUMNS order), in one transaction."""
+        if rows:
+            self.transaction([("INSERT INTO %s (%s) VALUES (%s)" % (
+                EVENTS, ", ".join(EVENT_COLUMNS), ", ".join(["%s"] * len(EVENT_COLUMNS))), rows)])
+
+    def prune_events(self, days: int, batch: int = PURGE_BATCH) -> int:
+        """Delete events older than days, in batches as purge does."""
+        return self._delete_in_batches(EVENTS, "at", days * 86400, batch)
+
+    def events(self, since: int) -> list[tuple]:
+        """Events at or after since (epoch seconds), oldest first, as events.COLUMNS."""
+        return self.run("SELECT %s FROM %s WHERE at >= %%s ORDER BY at, id" % (", ".join(EVENT_COLUMNS), EVENTS),
+                        (since,), fetch="all")
+
+    def _delete_in_batches(self, table: str, column: str, age: int, batch: int) -> int:
         galera = self.galera()
         if galera:
             batch = min(batch, GALERA_PURGE_BATCH)
-        sql = self.dialect.purge_batch(BINDINGS, batch)
+        sql = self.dialect.purge_batch(table, batch, column, age)
         total = 0
         while True:
             started = time.monotonic()

@@ -2,11 +2,13 @@
 
 Without QUEUE the binding goes in every scope (the caller said "not this agent").
 It deletes first and plays the confirmation after, so a missing sound never stops
-the unbind; it never hangs up. Sets DELNUM_STATUS = deleted|none|no-number|error.
+the unbind; it never hangs up. Sets DELNUM_STATUS = deleted|none|no-number|error, and
+with [sticky] min_talk set, STICKY_UNBOUND = 1 so that the hangup handler binds nobody after it.
 """
 import sys
 
 from .call import Script, check_count, number_and_queue
+from .events import Outcome
 
 
 def handle(channel, args, config, database):
@@ -14,11 +16,16 @@ def handle(channel, args, config, database):
     key, queue = number_and_queue(channel, args, config)
     if key is None:
         channel.set("DELNUM_STATUS", "no-number")
-        return
+        return Outcome("no-number", queue)
+    if config.sticky.uses_min_talk:
+        # First, so that even with the database down the hangup handler binds nobody.
+        channel.set("STICKY_UNBOUND", "1")
     removed = database.forget(key, queue or None)  # no queue: every scope
-    channel.set("DELNUM_STATUS", "deleted" if removed else "none")
+    status = "deleted" if removed else "none"
+    channel.set("DELNUM_STATUS", status)
     if config.sticky.unbind_sound:
         channel.play(config.sticky.unbind_sound)
+    return Outcome(status, queue, key)
 
 
 def fail_open(channel, config):

@@ -40,10 +40,11 @@ class SQLite:
         return ["ALTER TABLE %s RENAME TO %s" % pair for pair in pairs]
 
     @classmethod
-    def purge_batch(cls, table: str, batch: int) -> str:
-        """Delete up to batch expired rows; expiry is checked again in the DELETE itself."""
-        return ("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE expires_at <= {now} LIMIT {n})"
-                " AND expires_at <= {now}".format(t=table, now=cls.NOW, n=int(batch)))
+    def purge_batch(cls, table: str, batch: int, column: str = "expires_at", age: int = 0) -> str:
+        """Delete up to batch rows whose column (epoch seconds) is at least age seconds
+        past; the condition is checked again in the DELETE itself."""
+        return ("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {c} <= {now} - {a} LIMIT {n})"
+                " AND {c} <= {now} - {a}".format(t=table, c=column, now=cls.NOW, a=int(age), n=int(batch)))
 
     @staticmethod
     def prepare(settings, create: bool) -> None:
@@ -107,8 +108,9 @@ class MySQL:
                 "AND table_name = %s ORDER BY ordinal_position", (table,))
 
     @classmethod
-    def purge_batch(cls, table: str, batch: int) -> str:
-        return "DELETE FROM %s WHERE expires_at <= %s ORDER BY expires_at LIMIT %d" % (table, cls.NOW, int(batch))
+    def purge_batch(cls, table: str, batch: int, column: str = "expires_at", age: int = 0) -> str:
+        return "DELETE FROM %s WHERE %s <= %s - %d ORDER BY %s LIMIT %d" % (
+            table, column, cls.NOW, int(age), column, int(batch))
 
     @staticmethod
     def prepare(settings, create: bool) -> None:

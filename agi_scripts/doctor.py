@@ -14,6 +14,7 @@ from .install import InstallError, can_access, installed_script, user_ids
 from .rules import valid_queue
 from .schema import SCHEMA_VERSION
 from .scripts import NAMES
+from .sticky_route import HANGUP_CONTEXT
 
 # What install-schema --addressbook creates, by kind, as its SQL names it.
 CREATED = re.compile(r"^CREATE (TABLE IF NOT EXISTS|FUNCTION|PROCEDURE|TRIGGER) (\w+)")
@@ -56,7 +57,7 @@ class Doctor:
                                                          reserved_number(config.numbers)))
             self._check_database(config)
         self._check_agi_links()
-        queues = self._check_running_asterisk()
+        queues = self._check_running_asterisk(config)
         if config is None:
             self.fix("call path not proven: the config does not load")
         else:
@@ -236,10 +237,11 @@ class Doctor:
                 self.ok("%s -> %s" % (link, target))
 
 
-    def _check_running_asterisk(self) -> list[str]:
+    def _check_running_asterisk(self, config) -> list[str]:
         """What a running Asterisk says: where it finds AGI scripts, as whom and with which
-        config they run, the dialplan's queues, the * feature. The queues named in the
-        dialplan, in order (none when no Asterisk answers)."""
+        config they run, the dialplan's queues, the * feature, the hangup handler's context
+        when config (None: unreadable) sets min_talk. The queues named in the dialplan, in
+        order (none when no Asterisk answers)."""
         live = RunningAsterisk(self.asterisk_binary, self.asterisk_conf)
         settings = live.settings()
         if settings is None:
@@ -281,6 +283,11 @@ class Doctor:
                 self.fix("context %s is missing from the running dialplan, %s calls it: load the whole "
                          "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload'"
                          % (context, INBOUND_CONTEXT))
+        if config is not None and config.sticky.uses_min_talk and live.context(HANGUP_CONTEXT) is None:
+            self.fix("context %s is missing from the running dialplan, and [sticky] min_talk is set: sticky_route "
+                     "lookup pushes it as the caller's hangup handler, so no call would bind; load it from "
+                     "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload' (or 'ael reload')"
+                     % HANGUP_CONTEXT)
         queues = [name for name in dialplan_queues(inbound) if valid_queue(name)]
         # `queue show` does not print setinterfacevar, and no dialplan function returns it:
         # queues.conf in the running Asterisk's astetcdir is read instead (with its #include

@@ -8,10 +8,11 @@ from .addressbook import install as install_addressbook
 from .config import Config
 from .database import BINDINGS, Database, DatabaseError
 from .dialects import DIALECTS
+from .events import EVENTS
 from .number_keys import number_key
 from .rules import valid_agent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the events table
 
 
 def install_schema(database: Database, config: Config, addressbook: bool = False) -> list[str]:
@@ -79,6 +80,11 @@ def schema_statements(dialect: str) -> list[str]:
             "priority INTEGER NOT NULL, label TEXT NOT NULL DEFAULT '')",
             bindings_ddl(dialect, BINDINGS),
             "CREATE INDEX IF NOT EXISTS %s_expires_at ON %s (expires_at)" % (BINDINGS, BINDINGS),
+            "CREATE TABLE IF NOT EXISTS %s (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, "
+            "call_id TEXT NOT NULL DEFAULT '', script TEXT NOT NULL, queue TEXT NOT NULL DEFAULT '', "
+            "number_key TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, vip INTEGER, priority INTEGER, "
+            "agent TEXT NOT NULL DEFAULT '')" % EVENTS,
+            "CREATE INDEX IF NOT EXISTS %s_at ON %s (at)" % (EVENTS, EVENTS),
         ]
     return [
         "CREATE TABLE IF NOT EXISTS vipsticky_meta (name VARCHAR(64) NOT NULL PRIMARY KEY, "
@@ -86,6 +92,11 @@ def schema_statements(dialect: str) -> list[str]:
         "CREATE TABLE IF NOT EXISTS vip_numbers (number_key VARCHAR(15) CHARACTER SET ascii NOT NULL PRIMARY KEY, "
         "priority INT NOT NULL, label VARCHAR(255) NOT NULL DEFAULT '') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         bindings_ddl(dialect, BINDINGS),
+        "CREATE TABLE IF NOT EXISTS %s (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, at BIGINT NOT NULL, "
+        "call_id VARCHAR(64) NOT NULL DEFAULT '', script VARCHAR(32) NOT NULL, "
+        "queue VARCHAR(80) NOT NULL DEFAULT '', number_key VARCHAR(15) CHARACTER SET ascii NOT NULL DEFAULT '', "
+        "status VARCHAR(32) NOT NULL, vip TINYINT NULL, priority INT NULL, agent VARCHAR(120) NOT NULL DEFAULT '', "
+        "KEY at (at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % EVENTS,
     ]
 
 

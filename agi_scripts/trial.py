@@ -20,8 +20,8 @@ class AssumedAsterisk(Asterisk):
         self.device_state = device_state
         self.asked = []  # the agents whose DEVICE_STATE the script asked: the queues' members
 
-    def evaluate(self, expression):
-        name, _, rest = expression[2:-1].partition("(")
+    def value(self, inner):
+        name, _, rest = inner.partition("(")
         if name == "DEVICE_STATE":
             self.asked.append(rest[:-1])
             return self.device_state
@@ -31,7 +31,7 @@ class AssumedAsterisk(Asterisk):
             return ",".join(self.asked)
         if name == "QUEUE_MEMBER":
             return "0"  # not paused
-        return super().evaluate(expression)
+        return super().value(inner)
 
 
 class _Recorder(Peer):

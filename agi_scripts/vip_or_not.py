@@ -6,6 +6,7 @@ starts and answers higher priorities first.
 import sys
 
 from .call import Script, check_count, number_and_queue
+from .events import Outcome
 
 
 def handle(channel, args, config, database):
@@ -14,9 +15,10 @@ def handle(channel, args, config, database):
     found = database.vip_lookup(key, config.vip) if key else None
     if found is None:
         set_result(channel, config.vip.normal_priority, False, "")
-    else:
-        priority, label, _source = found
-        set_result(channel, priority, True, label)
+        return Outcome("normal", "", key, False, config.vip.normal_priority)
+    priority, label, _source = found
+    set_result(channel, priority, True, label)
+    return Outcome("vip", "", key, True, priority)
 
 
 def fail_open(channel, config):

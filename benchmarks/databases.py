@@ -126,7 +126,11 @@ class Workspace:
         return self.children.env(config_path, bytecode_cache)
 
     def config(self, name, url, extra=""):
+        """A config file; the calls' outcomes go to a spool of its own in the folder (as on an
+        Asterisk host: recorded, by default) unless extra has a [log] section."""
         path = os.path.join(self.tmp, name + ".conf")
+        if "[log]" not in extra:
+            extra += "\n[log]\nevents_spool = %s\n" % os.path.join(self.tmp, name + "-events.log")
         with open(path, "w") as handle:
             handle.write("[database]\nurl = %s\nconnect_timeout = 2\n%s" % (url, extra))
         return path

@@ -14,10 +14,11 @@ from report import Phase, summary
 TITLE = "per-call wall time vs the floor"
 DIALECTS = (("MariaDB", "mysql", "pymysql"), ("SQLite", "sqlite", "sqlite3"))
 # One round: each script run right after a floor run of its own.
-KINDS = ("floor", "vip", "floor", "sticky", "floor", "vip_nocache")
+KINDS = ("floor", "vip", "floor", "sticky", "floor", "vip_nocache", "floor", "vip_noevents")
 SCRIPTS = ((0, "vip", "vip_or_not (VIP found)", "vip_or_not"),
            (1, "sticky", "sticky_route lookup (found)", "sticky_route"),
-           (2, "vip_nocache", "vip_or_not, no bytecode cache (PYTHONDONTWRITEBYTECODE=1)", "vip_or_not uncached"))
+           (2, "vip_nocache", "vip_or_not, no bytecode cache (PYTHONDONTWRITEBYTECODE=1)", "vip_or_not uncached"),
+           (3, "vip_noevents", "vip_or_not, [log] events = off", "vip_or_not events off"))
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 
@@ -31,7 +32,8 @@ def measure(report, workspace, quick):
                                         floor=[s["floor"][0] for s in setups])
     times = {(s["label"], kind): [] for s in setups for kind in KINDS}
     with Phase(report, "a: %d interleaved rounds (+%d warm-up) of floor, vip_or_not, floor, sticky_route lookup, "
-               "floor, vip_or_not without bytecode cache; MariaDB and SQLite" % (rounds, warmup)):
+               "floor, vip_or_not without bytecode cache, floor, vip_or_not with events off; MariaDB and SQLite"
+               % (rounds, warmup)):
         for index in range(warmup + rounds):
             for setup in setups:
                 for kind in KINDS:
@@ -52,10 +54,14 @@ def measure(report, workspace, quick):
 
 
 def prepare(workspace, label, dialect, driver):
-    path, config = workspace.setup("percall_" + dialect, dialect)
+    """The database, and two configs for it: the calls' outcomes recorded in a spool (the
+    default) and not recorded ([log] events = off)."""
+    name = "percall_" + dialect
+    path, config = workspace.setup(name, dialect)
     seed_caller(config, sticky=True)
+    no_events = workspace.config(name + "_noevents", config.database.url, "[log]\nevents = off\n")
     return dict(label=label, path=path, env=workspace.env(path),
-                env_nocache=workspace.env(path, bytecode_cache=False),
+                env_nocache=workspace.env(path, bytecode_cache=False), env_noevents=workspace.env(no_events),
                 floor=write_floor(workspace.tmp, "floor_" + driver, ["asterisk.agi", driver]), driver=driver)
 
 
@@ -78,7 +84,7 @@ def run(kind, setup, commands):
                 not any("QUEUE_MEMBER(" in c for c in call.commands):
             raise RuntimeError("sticky_route lookup skipped the DEVICE_STATE/QUEUE checks: %r" % call.commands)
     else:
-        env = setup["env"] if kind == "vip" else setup["env_nocache"]
+        env = setup[{"vip": "env", "vip_nocache": "env_nocache", "vip_noevents": "env_noevents"}[kind]]
         call = Peer(asterisk()).run_script("vip_or_not", [HIT_NUMBER], process_env=env, command=commands["vip"])
         if call.variables.get("QUEUE_PRIO") != "10" or call.exit_code != 0:
             raise RuntimeError("vip_or_not on %s did not find the VIP: %r %r %s" % (
@@ -89,15 +95,15 @@ def run(kind, setup, commands):
 
 
 def ratio_rows(report, label, driver, times):
-    floors = times[(label, "floor")]  # three per round, each right before one script run
+    floors = times[(label, "floor")]  # one per script in each round, each right before that script's run
     report.row("a", "floor: spawn + import asterisk.agi, %s (%s)" % (driver, label), "ms", summary(floors),
                p99=False)
     for position, kind, title, name in SCRIPTS:
         values = times[(label, kind)]
-        floor = floors[position::3]
+        floor = floors[position::len(SCRIPTS)]
         report.row("a", "%s, %s" % (title, label), "ms", summary(values), p99=False)
         stats = summary([v / f for v, f in zip(values, floor)])
-        target = "<= 1.2" if kind != "vip_nocache" else None
+        target = "<= 1.2" if kind in ("vip", "sticky") else None
         report.row("a", "  ratio %s / floor, %s" % (name, label), "ratio", stats, target=target,
                    met=(stats["median"] <= 1.2) if target else None, p99=False,
                    ratio_of_medians=statistics.median(values) / statistics.median(floor))

@@ -318,7 +318,7 @@ OWNER_GRANTS = (
     "GRANT SELECT ON {db}.group_list TO {account}",
     "GRANT SELECT, INDEX ON {db}.address_in_groups TO {account}",
 ) + tuple("GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON {db}.%s TO {account}" % table
-          for table in ("vipsticky_meta", AB_KEYS, "vip_numbers", "numbers_remember"))
+          for table in ("vipsticky_meta", AB_KEYS, "vip_numbers", "numbers_remember", "vipsticky_events"))
 
 
 @pytest.fixture

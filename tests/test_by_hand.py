@@ -134,8 +134,9 @@ def test_try_shows_the_exchange_and_the_variables(setup):
     assert found["agi"] == "AGI(sticky_route,lookup,,support)" and found["exit_code"] == 0
     busy = tried("sticky_route", "lookup", "89130751580", "support", "--device-state", "INUSE")
     assert busy["variables"]["STICKY_STATUS"] == "unavailable"
-    assert {"command": 'GET FULL VARIABLE "${DEVICE_STATE(PJSIP/alena)}"', "reply": "200 result=1 (INUSE)"} \
-        in busy["exchange"]
+    assert {"command": 'GET FULL VARIABLE "${QUEUE_EXISTS(support)}|${DEVICE_STATE(PJSIP/alena)}|'
+                       '${QUEUE_MEMBER_LIST(support)}"',
+            "reply": "200 result=1 (1|INUSE|PJSIP/alena)"} in busy["exchange"]
 
 
 def test_try_says_why_a_call_fails_open_in_words(sqlite):

@@ -23,7 +23,8 @@ from agi_scripts.config import parse_database_url
 from agi_scripts.mysql_fixes import FIXES, fix_for
 from test_addressbook import AddressBook
 from test_packaging import REPO, version
-from utils import AllIdle, SERVER_URL, assert_clean, free_port, install_into, one_line, server_connection, vipsticky
+from utils import (AllIdle, SERVER_URL, assert_clean, events_ini, free_port, install_into, one_line, server_connection,
+                   vipsticky)
 
 NUMBER = "89130751580"
 
@@ -177,7 +178,8 @@ def addressbook_grants(without=None):
     grants = ["CREATE ROUTINE, ALTER ROUTINE, EXECUTE ON {db}.*", "SELECT, TRIGGER ON {db}.addressbook",
               "SELECT ON {db}.group_list", "SELECT, INDEX ON {db}.address_in_groups"] + [
         "CREATE, SELECT, INSERT, UPDATE, DELETE ON {db}.%s" % table
-        for table in ("vipsticky_meta", "vipsticky_addressbook_keys", "vip_numbers", "numbers_remember")]
+        for table in ("vipsticky_meta", "vipsticky_addressbook_keys", "vip_numbers", "numbers_remember",
+                      "vipsticky_events")]
     return [grant.replace(without + ", ", "") for grant in grants] if without else grants
 
 
@@ -355,7 +357,7 @@ def test_serve_reloads_its_config_on_sighup(make_setup):
         first = reader.readline().decode().rstrip("\n")
         assert first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"')
         with open(old.path, "w") as handle:  # the config now names the other database
-            handle.write("[database]\nurl = %s\n" % new.url)
+            handle.write("[database]\nurl = %s\n%s" % (new.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reloaded")
         assert served.call("lookup").variables["STICKY_AGENT"] == "PJSIP/boris"
@@ -368,7 +370,7 @@ def test_serve_reloads_its_config_on_sighup(make_setup):
         connection.close()
         assert in_flight.variables["STICKY_AGENT"] == "PJSIP/alena"  # finished on the old pool
         with open(old.path, "w") as handle:
-            handle.write("[database]\nurl = %s\nbogus = 1\n" % old.url)
+            handle.write("[database]\nurl = %s\nbogus = 1\n%s" % (old.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused")
         assert served.call("lookup").variables["STICKY_AGENT"] == "PJSIP/boris"  # as it was

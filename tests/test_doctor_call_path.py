@@ -91,6 +91,10 @@ def place(setup, host, extra=""):
     if setup.dialect == "sqlite":
         setup.url = "sqlite:///%s/data/vipsticky.sqlite3" % folder
     setup.path = setup.env["VIPSTICKY_CONFIG"] = os.path.join(folder, "etc", "vipsticky.conf")
+    spool = os.path.join(folder, "spool")  # where the calls append their outcomes, as /var/lib/asterisk
+    os.mkdir(spool, 0o755)
+    os.chown(spool, int(subprocess.check_output(["id", "-u", USER])), 0)
+    setup.events_folder = spool
     setup.rewrite(extra)
     os.chown(setup.path, 0, int(subprocess.check_output(["id", "-g", USER])))
     os.chmod(setup.path, 0o640)

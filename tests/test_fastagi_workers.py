@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
-from utils import AGENT, NUMBER, AllIdle, KilledOnExit, assert_clean
+from utils import AGENT, NUMBER, AllIdle, KilledOnExit, assert_clean, events_ini
 
 IDLE = Asterisk(devices=AllIdle())
 
@@ -102,13 +102,13 @@ def test_sighup_to_the_supervisor_switches_every_worker(make_setup):
     with Served(old, "--workers", "2") as served:
         assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/alena"}
         with open(old.path, "w") as handle:
-            handle.write("[database]\nurl = %s\n" % new.url)
+            handle.write("[database]\nurl = %s\n%s" % (new.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reloaded")
         # Every worker switched before the line was logged: no call gets the old database.
         assert {served.lookup().variables["STICKY_AGENT"] for _ in range(40)} == {"PJSIP/boris"}
         with open(old.path, "w") as handle:
-            handle.write("[database]\nurl = %s\nbogus = 1\n" % old.url)
+            handle.write("[database]\nurl = %s\nbogus = 1\n%s" % (old.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused")
         assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/boris"}

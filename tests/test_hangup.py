@@ -63,8 +63,8 @@ SCENARIOS = [
              {"QUEUE_PRIO": "30", "VIP": "1", "VIP_LABEL": VIP_LABEL}, vip=True),
     Scenario("vip-or-not-callerid", "vip_or_not", lambda n: [], lambda n: n, 3,
              {"QUEUE_PRIO": "5", "VIP": "0", "VIP_LABEL": ""}),
-    # SET timeout, QUEUE_EXISTS, DEVICE_STATE, QUEUE_MEMBER_LIST, QUEUE_MEMBER paused, SET agent, SET status
-    Scenario("lookup-found-queue", "sticky_route", lambda n: ["lookup", n, "support"], lambda n: "", 7,
+    # SET timeout, GET QUEUE_EXISTS|DEVICE_STATE|QUEUE_MEMBER_LIST, GET QUEUE_MEMBER paused, SET agent, SET status
+    Scenario("lookup-found-queue", "sticky_route", lambda n: ["lookup", n, "support"], lambda n: "", 5,
              {"STICKY_DIAL_TIMEOUT": "20", "STICKY_AGENT": "PJSIP/alena", "STICKY_STATUS": "found"},
              bindings={"support": "PJSIP/alena"}),
     Scenario("lookup-found-global", "sticky_route", lambda n: ["lookup"], lambda n: n, 4,

@@ -470,16 +470,14 @@ def one(value) -> FrozenSet[str]:
     return frozenset([str(value)])
 
 
-def available(asterisk: Asterisk, agent: str, queue: str) -> Tuple[bool, int]:
-    """(available, number of GET FULL VARIABLE evaluations), as sticky_route must decide."""
+def available(asterisk: Asterisk, agent: str, queue: str) -> bool:
+    """Whether the agent can take the call now, as sticky_route must decide."""
     if asterisk.devices.get(agent, "INVALID").upper() in BUSY_STATES:
-        return False, 1
+        return False
     if queue:
         members = asterisk.queues.get(queue, {})
-        if agent not in members:
-            return False, 2
-        return not members[agent], 3
-    return True, 1
+        return agent in members and not members[agent]
+    return True
 
 
 def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = None) -> Expected:
@@ -532,28 +530,32 @@ def expect(case: Case, spawned: bool, model=None, loose: Optional[LooseModel] = 
     if action == "lookup":
         timeout = one(20)
         # A queue is asked whether it exists (QUEUE_EXISTS); one that does not is a WARNING.
+        # One GET asks that and, for a bound agent, the device state and the members; a member
+        # is then asked whether they are paused.
         exists = ["GET"] + ([] if queue in asterisk.queues else ["EXEC"]) if queue else []
-        warned = len(exists) - 1 if exists else 0
+        missing = exists[1:]
+        warned = len(missing)
         if key is None:
             return Expected("ok", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": one(""),
                                    "STICKY_STATUS": one("no-number")}, ["SET"] + exists + ["SET", "SET"], warned)
-        if has_surrogate(queue):
+        if has_surrogate(queue):  # the database lookup fails before Asterisk is asked
             return Expected("failed", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": one(""),
-                                       "STICKY_STATUS": one("error")}, ["SET"] + exists + ["EXEC", "SET", "SET"],
-                            warned + 1)
+                                       "STICKY_STATUS": one("error")}, ["SET", "EXEC", "SET", "SET"], 1)
         if model is not None:
             agent = model.lookup(key, queue)
             if agent is None:
                 return Expected("ok", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": one(""),
                                        "STICKY_STATUS": one("none")}, ["SET"] + exists + ["SET", "SET"], warned)
             allowed = agent_allowed(agent, AGENT_PATTERNS)
-            free, evaluations = available(asterisk, agent, queue) if allowed else (False, 0)
+            free = available(asterisk, agent, queue) if allowed else False
+            member = allowed and agent in asterisk.queues.get(queue, {})  # then paused is asked too
+            asked = ["GET"] * ((1 if queue or allowed else 0) + (1 if queue and member else 0))
             return Expected("ok", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": one(agent if free else ""),
                                    "STICKY_STATUS": one("found" if free else "unavailable")},
-                            ["SET"] + exists + ["GET"] * evaluations + ["SET", "SET"], warned)
+                            ["SET"] + asked + missing + ["SET", "SET"], warned)
         possible = loose.possible.get((key, queue), set()) | loose.possible.get((key, ""), set())
         agents = {""} | {agent for agent in possible
-                         if agent_allowed(agent, AGENT_PATTERNS) and available(asterisk, agent, queue)[0]}
+                         if agent_allowed(agent, AGENT_PATTERNS) and available(asterisk, agent, queue)}
         return Expected("ok", {"STICKY_DIAL_TIMEOUT": timeout, "STICKY_AGENT": frozenset(agents),
                                "STICKY_STATUS": frozenset(["none", "unavailable", "found"])}, warnings=warned)
     # remember

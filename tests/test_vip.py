@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from agi_scripts.asterisk_standin import Peer
 from agi_scripts.cli import cli
 from agi_scripts.number_keys import number_key
-from utils import (PLAN, BlackHole, assert_failed_open, check_vip_call, free_port, one_line, vip_of, vip_result,
-                   vipsticky)
+from utils import (PLAN, BlackHole, assert_failed_open, check_vip_call, events_ini, free_port, one_line, vip_of,
+                   vip_result, vipsticky)
 
 PASSWORD = "S3cretPass"
 LOOKUP_KEYS = {"number", "key", "vip", "priority", "label", "source", "bindings"}
@@ -23,7 +23,7 @@ LOOKUP_KEYS = {"number", "key", "vip", "priority", "label", "source", "bindings"
 # -- helpers --------------------------------------------------------------------------
 def config_env(tmp_path, text, name="vipsticky.conf"):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text + events_ini(tmp_path))
     return dict(os.environ, VIPSTICKY_CONFIG=str(path))
 
 
@@ -204,7 +204,8 @@ def test_fail_open_missing_sqlite_file_is_not_created(tmp_path):
     env = config_env(tmp_path, "[database]\nurl = sqlite:///%s\nconnect_timeout = 1\n" % missing)
     check_fail_open(run_vip_or_not(env, ["89130751580"]), 1)
     assert not missing.exists()
-    assert sorted(os.listdir(tmp_path)) == ["vipsticky.conf"]
+    assert sorted(os.listdir(tmp_path)) == ["events.log", "vipsticky.conf"]  # the call's outcome: error
+    assert (tmp_path / "events.log").read_text().split("\t")[2:6] == ["vip_or_not", "", "", "error"]
 
 
 @pytest.mark.parametrize("text", [

@@ -89,8 +89,22 @@ def server_connection(database=None):
         pytest.fail("MariaDB at %s is not reachable (%s): start it (.ci/run does)" % (SERVER_URL, error.args[-1]))
 
 
+def events_ini(folder) -> str:
+    """A [log] section that sends the calls' outcomes to a spool file in folder (the
+    default, /var/lib/asterisk, is the Asterisk host's)."""
+    return "\n[log]\nevents_spool = %s\n" % os.path.join(os.path.abspath(str(folder)), "events.log")
+
+
 def write_config(path, url, connect_timeout=2, extra="") -> None:
-    """A config file with the database url, its connect_timeout and extra INI text."""
+    """A config file with the database url, its connect_timeout and extra INI text; the
+    calls' outcomes go to a spool file beside it."""
+    spool = events_ini(os.path.dirname(os.path.abspath(path)))
+    if "events_spool" in extra:
+        pass
+    elif "[log]\n" in extra:
+        extra = extra.replace("[log]\n", spool.lstrip("\n"), 1)
+    else:
+        extra += spool
     with open(path, "w") as handle:
         handle.write("[database]\nurl = %s\nconnect_timeout = %s\n%s" % (url, connect_timeout, extra))
 
@@ -104,6 +118,7 @@ class Setup:
     path: str  # config file
     env: Dict[str, str]
     mysql_database: Optional[str] = None
+    events_folder: Optional[str] = None  # the events spool's folder, when not the config's
 
     @property
     def config(self):
@@ -113,8 +128,10 @@ class Setup:
         return Database(self.config.database, **options)
 
     def rewrite(self, extra: str = "", connect_timeout=2) -> None:
-        """Rewrite the config file with the same database url plus extra INI text."""
-        write_config(self.path, self.url, connect_timeout, extra)
+        """Rewrite the config file with the same database url plus extra INI text (and
+        the spool of events_folder, when set)."""
+        write_config(self.path, self.url, connect_timeout, extra + (events_ini(self.events_folder)
+                                                                    if self.events_folder else ""))
 
     def connection(self):
         """A connection of the test's own, outside the package, to look at and seed the tables."""

@@ -9,7 +9,7 @@ import subprocess
 
 from utils import lines
 
-from .real_asterisk import QUEUE, SCRIPTS_BIN
+from .real_asterisk import QUEUE, REPO, SCRIPTS_BIN
 
 
 def doctor(scene):
@@ -50,3 +50,35 @@ def test_doctor_checks_the_running_asterisk(scene):
     assert [line for line in lines(result.stdout) if line.startswith("FIX")] == [
         "FIX  queue {q}, named in vipsticky-inbound, does not exist: add [{q}] from queues.conf.example to "
         "queues.conf, then asterisk -rx 'module reload app_queue'".format(q=QUEUE)]
+
+
+def without_hangup_context(pbx):
+    """Reload the running dialplan from the flavour's example without [vipsticky-hangup]."""
+    etc = pbx.folder / "etc"
+    if pbx.flavour == "conf":
+        text = (REPO / "extensions.conf.example").read_text()
+        start = text.index("\n[vipsticky-hangup]\n") + 1
+        (etc / "stripped.conf").write_text(text[:start] + text[text.index("\n[", start) + 1:])
+        (etc / "extensions.conf").write_text('#include "stripped.conf"\n#include "e2e-contexts.conf"\n')
+        pbx.rx("dialplan reload")
+    else:
+        text = (REPO / "extensions.ael.example").read_text()
+        start = text.index("context vipsticky-hangup {")
+        (etc / "extensions.ael").write_text(text[:start] + text[text.index("\n};\n", start) + 4:])
+        pbx.rx("ael reload")
+    assert "There is no existence of 'vipsticky-hangup' context" in pbx.rx("dialplan show vipsticky-hangup",
+                                                                            check=False).stdout
+
+
+def test_doctor_names_the_hangup_context_min_talk_needs(start_scene):
+    scene = start_scene("[sticky]\nmin_talk = 5\n")
+    os.chmod(scene.setup.path, 0o640)
+    result = doctor(scene)
+    assert result.returncode == 0, result.stdout + result.stderr
+    without_hangup_context(scene.pbx)
+    result = doctor(scene)
+    assert result.returncode == 1
+    assert [line for line in lines(result.stdout) if line.startswith("FIX")] == [
+        "FIX  context vipsticky-hangup is missing from the running dialplan, and [sticky] min_talk is set: "
+        "sticky_route lookup pushes it as the caller's hangup handler, so no call would bind; load it from "
+        "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload' (or 'ael reload')"]

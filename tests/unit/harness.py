@@ -60,6 +60,9 @@ class ChannelDouble:
         self._command("warn", message)
         self.warnings.append(message)
 
+    def ring(self) -> None:
+        self._command("ring")
+
     def play(self, sound: str) -> bool:
         self._command("play", sound)
         if sound not in self.asterisk.sounds:
