@@ -1,6 +1,6 @@
 """Call outcomes: one line per script run appended to the spool file, moved into the events table by purge.
 
-A call only appends a line (about 20 microseconds; a database insert would cost an InnoDB
+A call only appends a line (about 10 microseconds; a database insert would cost an InnoDB
 commit, milliseconds, on every call). Writers hold a shared flock while they append;
 ingest() takes the exclusive lock, renames the spool aside and reads it after, so a
 line is neither lost nor read twice, and a writer that opened the old file before the

@@ -2,6 +2,7 @@
 another call waits for that agent (hearing ringing) up to busy_wait seconds, then goes to the
 queue with their VIP priority; an agent who comes free in time is dialled directly.
 """
+import json
 import time
 
 from .real_asterisk import QUEUE, interface, poll, seconds_between
@@ -43,6 +44,8 @@ def test_an_agent_who_comes_free_in_time_is_dialled_before_a_queued_caller(start
     assert dial["DialStatus"] == "ANSWER" and dial["DestChannel"].startswith("Local/alena@agents-"), dial
     assert not pbx.ami.find("QueueCallerJoin", Uniqueid=call.line_id)
     assert not pbx.ami.find("AgentConnect", Uniqueid=queued.line_id)  # still waiting in the queue
+    (row,) = json.loads(scene.vipsticky("report", "--json"))
+    assert (row["queue"], row["waited"], row["sticky_hits"], row["with_binding"]) == (QUEUE, 1, 2, 2)
 
 
 def test_an_agent_still_busy_after_busy_wait_sends_the_caller_to_the_queue_with_its_priority(start_scene):

@@ -2,6 +2,7 @@
 lasted min_talk seconds, decided by the caller's hangup handler (vipsticky-hangup), whoever hangs
 up first; a shorter one, a * mid-call, or a database that is down leaves the binding as it was.
 """
+import json
 import time
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from .real_asterisk import MEMBERS, QUEUE, VIPSTICKY_INI, agent_phone, interface, poll
 
 NUMBER, KEY = "+79130751580", "79130751580"
-MIN_TALK = 3
+MIN_TALK = 2
 INI = "[sticky]\nmin_talk = %d\n" % MIN_TALK
 
 
@@ -39,6 +40,10 @@ def test_queue_conversation_binds_only_after_min_talk(start_scene, side):
     assert scene.bindings() == []  # nothing until the call ends
     assert hung_up(pbx, long, side, connect) == "stored"
     assert scene.agents_bound() == [(KEY, QUEUE, connect["Interface"])]
+    # What the scripts in Asterisk recorded: two calls, one wrong number, one binding.
+    (row,) = json.loads(scene.vipsticky("report", "--json"))
+    assert (row["queue"], row["calls"], row["wrong_number"], row["bindings_made"], row["errors"]) == \
+        (QUEUE, 2, 1, 1, 0)
 
 
 def test_a_short_queue_call_leaves_the_previous_binding_exactly_as_it_was(start_scene):
