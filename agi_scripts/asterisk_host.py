@@ -11,9 +11,9 @@ import os
 import re
 import shutil
 import subprocess
-from collections import namedtuple
 
 from .install import InstallError
+from .records import record
 
 DEFAULT_ASTERISK_CONF = "/etc/asterisk/asterisk.conf"
 # Asterisk's built-in directories, used when asterisk.conf does not name them.
@@ -29,7 +29,7 @@ TRUE_VALUES = ("yes", "true", "y", "t", "1", "on")  # Asterisk's ast_true()
 # In `dialplan show`: the queue of Queue(NAME,...) and the QUEUE argument of sticky_route.
 QUEUE_IN_DIALPLAN = re.compile(r"\bQueue\(\s*([^,)\s]+)|\bsticky_route,(?:lookup|remember),[^,\"]*,([^,)\"\s]+)")
 
-AsteriskConf = namedtuple("AsteriskConf", "path found agi_dir etc_dir run_user")
+AsteriskConf = record("AsteriskConf", "path found agi_dir etc_dir run_user")
 
 
 def read_asterisk_conf(path: str | None = None) -> AsteriskConf:

@@ -7,13 +7,13 @@ import os
 import signal
 import sys
 import time
-from collections import namedtuple
 
 from .agi import Channel, CommandFailed, Hangup
 from .config import Config, ConfigError, DatabaseSettings, load
 from .database import Database, DatabaseError
-from .events import Outcome, line, record
+from .events import Outcome, append, line
 from .number_keys import number_key
+from .records import record
 from .rules import printable, valid_queue
 
 # What a call runs with when its config cannot be read: the fail-open values need none.
@@ -21,7 +21,7 @@ FALLBACK_CONFIG = Config(database=DatabaseSettings(dialect="sqlite", url="sqlite
 DEADLINE_MARGIN = 0.8  # seconds beyond connect_timeout for everything a call does together
 
 
-class Script(namedtuple("Script", "name handle fail_open patience", defaults=(None,))):
+class Script(record("Script", "name handle fail_open patience", defaults=(None,))):
     """One AGI script: handle(channel, args, config, database) does the work and returns
     its events.Outcome, fail_open(channel, config) sets the values a call gets when it
     cannot; patience(config, args), if given, is how many seconds of the call's time
@@ -78,7 +78,7 @@ def answer(channel, script: Script, config: Config, database, deadline=None, log
         outcome, result = Outcome("error"), "failed"
     if config.events.enabled:
         try:
-            record(config.events.spool, line(script.name, channel.env.get("agi_uniqueid", ""), outcome, started))
+            append(config.events.spool, line(script.name, channel.env.get("agi_uniqueid", ""), outcome, started))
         except OSError as error:
             warn(channel, script, config, "cannot record the call's outcome: %s ([log] events = off stops "
                                           "recording)" % describe(error))

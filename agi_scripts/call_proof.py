@@ -12,13 +12,13 @@ import os
 import re
 import sys
 import time
-from collections import namedtuple
 
 from .asterisk_standin import Asterisk, Peer
 from .config import Config
 from .database import AB_KEYS, BINDINGS, Database, DatabaseError
 from .install import InstallError, blocked_folder, can_access, installed_script, user_ids
 from .number_keys import number_key
+from .records import record
 from .rules import agent_allowed
 
 # Run by the doctor's own interpreter, as root: take the user's groups and ids (from root to
@@ -44,7 +44,7 @@ SCRIPT_TIMEOUT = 60  # seconds per script: far beyond a call's budget, for a bus
 AGENT_NAME = "vipsticky_doctor"  # stands for the * of a [sticky] agents pattern
 GRANTS = "SELECT, INSERT, UPDATE, DELETE"  # what the scripts do with the tables
 
-Step = namedtuple("Step", "script args variable expected")
+Step = record("Step", "script args variable expected")
 
 
 def reserved_number(plan) -> str:

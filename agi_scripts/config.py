@@ -7,8 +7,8 @@ that names the section and key; a password never appears in it.
 """
 import os
 import re
-from collections import namedtuple
 
+from .records import record
 from .rules import AGENT_PATTERN, QUEUE_NAME, printable
 
 DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
@@ -17,7 +17,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 VIP_SOURCES = ("table", "addressbook", "both")
 CONNECT_TIMEOUT = 2.0  # seconds
 BREAKER_SECONDS = 5  # seconds a database server found unreachable is not tried again by calls
-IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{0,32}$")
+IDENTIFIER = r"^[A-Za-z0-9_]{0,32}$"
 # mysql://[user[:password]@]host[:port][,host[:port]...]/database[?unix_socket=/path]; a
 # password holding @ / ? # or % is written %-encoded. Several hosts (a Galera cluster, a
 # primary and its stand-by) are tried in order; a host without a port uses 3306.
@@ -35,15 +35,15 @@ MIN_TALK_LIMITS = (0, 3600)
 BUSY_WAIT_LIMITS = (0, 600)
 EVENTS_DAYS_LIMITS = (1, 3660)
 
-# The settings are namedtuples: immutable, and about 30 times cheaper to define than
-# frozen dataclasses, which matters on a path that runs once per call.
+# The settings are records (records.py): immutable, and cheap to define, which matters on
+# a path that runs once per call (frozen dataclasses cost about 30 times more).
 
 
 class ConfigError(Exception):
     """A config value that cannot be used; the message is one line for a human."""
 
 
-class DatabaseSettings(namedtuple("DatabaseSettings", (
+class DatabaseSettings(record("DatabaseSettings", (
         "dialect url connect_timeout ssl ssl_ca host port user password database unix_socket path breaker_seconds "
         "hosts"),
         defaults=(CONNECT_TIMEOUT, False, None, None, 3306, None, None, None, None, None, BREAKER_SECONDS, ()))):
@@ -73,21 +73,21 @@ class DatabaseSettings(namedtuple("DatabaseSettings", (
         return "%s://%s:***@%s" % (scheme, user, location)
 
 
-NumberPlan = namedtuple("NumberPlan", "country_code trunk_prefix international_prefixes national_length area_code",
+NumberPlan = record("NumberPlan", "country_code trunk_prefix international_prefixes national_length area_code",
                         defaults=("7", "8", ("810", "00"), 10, "3843"))
 
 # groups: ((group name, priority), ...) in file order
-VipSettings = namedtuple("VipSettings", (
+VipSettings = record("VipSettings", (
     "source priority normal_priority groups addressbook_domain_id addressbook_table_prefix"),
     defaults=("table", 10, 5, (), None, ""))
 
 # agents: the patterns an agent interface must match to be stored or dialled (rules.agent_allowed)
 # min_talk: seconds a conversation must last before it binds (0: binds when answered)
 # busy_wait: seconds a caller waits for a bound agent who is on another call (0: to the queue at once)
-QueueSettings = namedtuple("QueueSettings", "ttl dial_timeout agents min_talk busy_wait")
+QueueSettings = record("QueueSettings", "ttl dial_timeout agents min_talk busy_wait")
 
 
-class StickySettings(namedtuple("StickySettings",
+class StickySettings(record("StickySettings",
                                 "ttl dial_timeout legacy_technology unbind_sound queues agents min_talk busy_wait",
                                 defaults=(86400, 20, "SIP", "beep", (),
                                           ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n"), 0, 0))):
@@ -107,15 +107,15 @@ class StickySettings(namedtuple("StickySettings",
 
 
 # allow: client addresses or networks (ipaddress notation) that may use `vipsticky serve`
-FastagiSettings = namedtuple("FastagiSettings", "allow", defaults=((),))
+FastagiSettings = record("FastagiSettings", "allow", defaults=((),))
 
 # enabled: each script run appends its outcome to the spool file; purge moves the lines into
 # the events table and deletes events older than days (vipsticky report reads them)
-EventSettings = namedtuple("EventSettings", "enabled spool days",
+EventSettings = record("EventSettings", "enabled spool days",
                            defaults=(True, "/var/lib/asterisk/vipsticky-events.log", 90))
 
 # warnings: what a call logs about the file (unknown names) while it uses the rest
-Config = namedtuple("Config", "database numbers vip sticky syslog_facility path fastagi warnings events",
+Config = record("Config", "database numbers vip sticky syslog_facility path fastagi warnings events",
                     defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), (),
                               EventSettings()))
 
@@ -250,7 +250,7 @@ def from_sections(sections: dict, path=None) -> Config:
                           "the [database] url is SQLite" % source)
     domain = reader.text("vip", "addressbook_domain_id", "")
     prefix = reader.text("vip", "addressbook_table_prefix", "")
-    if not IDENTIFIER.match(prefix):
+    if prefix and not re.match(IDENTIFIER, prefix):
         raise ConfigError("[vip] addressbook_table_prefix may hold only letters, digits and _")
     vip = VipSettings(
         source=source,
@@ -269,7 +269,7 @@ def from_sections(sections: dict, path=None) -> Config:
     for section in sections:
         if section.startswith("queue "):
             name = section[len("queue "):].strip()
-            if not QUEUE_NAME.match(name):
+            if not re.match(QUEUE_NAME, name):
                 raise ConfigError("[%s]: not a usable queue name" % section)
             queues.append((name, QueueSettings(
                 ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
@@ -390,9 +390,12 @@ class _Reader:
         return value
 
     def agent_patterns(self, section, default):
+        """The section's agents patterns, checked; default (known good) when it has none."""
         patterns = tuple(self.items(section, "agents", default))
+        if "agents" not in self.sections.get(section, {}):
+            return patterns
         for pattern in patterns:
-            if not AGENT_PATTERN.match(pattern):
+            if not re.match(AGENT_PATTERN, pattern):
                 raise ConfigError("[%s] agents: %r is not an interface pattern such as PJSIP/* or "
                                   "Local/*@agents/n" % (section, printable(pattern)))
         return patterns

@@ -8,14 +8,15 @@ rename sees so (another inode) and appends to the new one.
 """
 import fcntl
 import os
-from collections import namedtuple
+
+from .records import record
 
 EVENTS = "vipsticky_events"
 COLUMNS = ("at", "call_id", "script", "queue", "number_key", "status", "vip", "priority", "agent")
 FIELD_LIMITS = (None, 64, 32, 80, 15, 32, None, None, 120)  # the table's column sizes
 
 
-class Outcome(namedtuple("Outcome", "status queue key vip priority agent", defaults=("", None, None, None, ""))):
+class Outcome(record("Outcome", "status queue key vip priority agent", defaults=("", None, None, None, ""))):
     """What one script run ended with: status as in the STICKY_STATUS/DELNUM_STATUS
     vocabulary ('vip'/'normal' for vip_or_not), the queue ('' global), the number key,
     VIP yes/no and QUEUE_PRIO where the script knows them, the agent involved."""
@@ -35,7 +36,7 @@ def _clean(value, limit) -> str:
     return text[:limit] if limit else text
 
 
-def record(path: str, text: str) -> None:
+def append(path: str, text: str) -> None:
     """Append one line to the spool; OSError when it cannot be written."""
     data = text.encode("utf-8", "replace")
     for _ in range(3):

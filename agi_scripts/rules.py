@@ -1,19 +1,20 @@
 """Value rules: which agents, queue names and labels are usable, and how a value is shown.
 
 Pure functions, no I/O: a call, the CLI and the config reader apply the same rules.
-Every call imports this module, so only what a call needs is compiled at import.
+Every call imports this module, so its patterns are compiled on first use (re caches
+them), by the calls that need them.
 """
 import re
 
 # Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
 # no white space, no dialplan expression characters.
-AGENT = re.compile(r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$")  # fits VARCHAR(120)
+AGENT = r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$"  # fits VARCHAR(120)
 # Queue names come from queues.conf sections; anything that could break an AGI
 # argument, a log line or a dialplan expression is refused (and, by valid_queue,
 # anything a terminal would not print as it is).
-QUEUE_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$")
+QUEUE_NAME = r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$"
 # [sticky] agents: an interface with at most one *, which stands for one name.
-AGENT_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#~%/-]*\*?[A-Za-z0-9_.@:+=#~%/-]*$")
+AGENT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#~%/-]*\*?[A-Za-z0-9_.@:+=#~%/-]*$"
 AGENT_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")  # never @ : / ,
 # What would steer a terminal or reorder what it shows: C0 and C1 controls, DEL, and the
 # Unicode bidirectional marks, embeddings, overrides and isolates (compiled on first use:
@@ -23,12 +24,12 @@ LABEL_LENGTH = 255  # vip_numbers.label
 
 
 def valid_agent(agent) -> bool:
-    return isinstance(agent, str) and bool(AGENT.match(agent))
+    return isinstance(agent, str) and bool(re.match(AGENT, agent))
 
 
 def valid_queue(queue) -> bool:
     # isprintable() is False for every control, format (bidi) and separator character but space.
-    return isinstance(queue, str) and bool(QUEUE_NAME.match(queue)) and queue.isprintable()
+    return isinstance(queue, str) and bool(re.match(QUEUE_NAME, queue)) and queue.isprintable()
 
 
 def agent_allowed(agent: str, patterns) -> bool:

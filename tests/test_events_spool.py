@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from agi_scripts.database import Database, DatabaseError
-from agi_scripts.events import Outcome, ingest, line, record
+from agi_scripts.events import Outcome, append, ingest, line
 
 WRITERS, THREADS, LINES = 4, 3, 300
 
@@ -16,7 +16,7 @@ def write_lines(spool, writer):
     def one_thread(thread):
         for number in range(LINES):
             call_id = "w%d-t%d-%d" % (writer, thread, number)
-            record(spool, line("vip_or_not", call_id, Outcome("normal", "", "79130751580", False, 5), 1.0))
+            append(spool, line("vip_or_not", call_id, Outcome("normal", "", "79130751580", False, 5), 1.0))
     threads = [threading.Thread(target=one_thread, args=(thread,)) for thread in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -45,12 +45,12 @@ def test_appends_and_purges_at_once_lose_nothing_and_count_nothing_twice(sqlite)
 
 def test_a_failed_ingest_keeps_its_lines_for_the_next_purge(sqlite, tmp_path):
     spool = sqlite.config.events.spool
-    record(spool, line("delnum", "c1", Outcome("deleted", "", "79130751580"), 1.0))
+    append(spool, line("delnum", "c1", Outcome("deleted", "", "79130751580"), 1.0))
     broken = Database(sqlite.config.database._replace(path=str(tmp_path / "missing" / "x.sqlite3")))
     with pytest.raises(DatabaseError):
         ingest(broken, spool)
     assert os.path.exists(spool + ".ingesting")  # claimed, not stored: kept
-    record(spool, line("delnum", "c2", Outcome("none", "", "79130751580"), 2.0))
+    append(spool, line("delnum", "c2", Outcome("none", "", "79130751580"), 2.0))
     database = Database(sqlite.config.database)
     assert ingest(database, spool) == (2, 0)  # the claimed file first, then the new spool
     assert [row[0] for row in database.run("SELECT call_id FROM vipsticky_events ORDER BY at", fetch="all")] == \
