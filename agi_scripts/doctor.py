@@ -281,7 +281,7 @@ class Doctor:
         for context in HELPER_CONTEXTS:
             if live.context(context) is None:
                 self.fix("context %s is missing from the running dialplan, %s calls it: load the whole "
-                         "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload'"
+                         "extensions.conf.example (or .ael), then asterisk -rx 'dialplan reload' (or 'ael reload')"
                          % (context, INBOUND_CONTEXT))
         if config is not None and config.sticky.uses_min_talk and live.context(HANGUP_CONTEXT) is None:
             self.fix("context %s is missing from the running dialplan, and [sticky] min_talk is set: sticky_route "
