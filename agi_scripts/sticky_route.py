@@ -141,7 +141,7 @@ def remember(channel, args, config, database):
     if settings.min_talk:
         # Decided at hangup (the handler lookup pushed): only a conversation of min_talk
         # seconds binds. Kept on this channel: the caller's in Queue()'s AGI argument.
-        channel.set("STICKY_TALK", "%d %s" % (time.time(), agent))
+        channel.set("STICKY_TALK", "%.3f %s" % (time.time(), agent))
         channel.set("STICKY_STATUS", "pending")
         return Outcome("pending", queue, key, agent=agent)
     database.remember(key, queue, agent, settings.ttl)
@@ -161,8 +161,8 @@ def hangup(channel, args, config, database):
     settings = config.sticky.for_queue(queue)
     agent, talked = "", 0
     talk = channel.get("STICKY_TALK").split(" ", 1)
-    if len(talk) == 2 and talk[0].isdigit():
-        agent, talked = talk[1], int(time.time()) - int(talk[0])
+    if len(talk) == 2 and talk[0].replace(".", "", 1).isdigit():
+        agent, talked = talk[1], time.time() - float(talk[0])
     elif channel.get("DIALSTATUS") == "ANSWER":
         agent, answered = channel.get("STICKY_AGENT"), channel.get("ANSWEREDTIME")
         talked = int(answered) if answered.isdigit() else 0

@@ -10,7 +10,7 @@ import pytest
 from .real_asterisk import MEMBERS, QUEUE, VIPSTICKY_INI, agent_phone, interface, poll
 
 NUMBER, KEY = "+79130751580", "79130751580"
-MIN_TALK = 2
+MIN_TALK = 3
 INI = "[sticky]\nmin_talk = %d\n" % MIN_TALK
 
 

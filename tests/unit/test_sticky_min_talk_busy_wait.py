@@ -47,29 +47,36 @@ def test_remember_with_min_talk_only_notes_who_answered_and_when(unit, broken_da
     for database in (unit.database, broken_database):  # the database is not asked: it may be down
         run = ChannelRun(unit, ["remember", NUMBER, "q1", ALENA], database=database)
         when, agent = run.variables["STICKY_TALK"].split(" ")
-        assert agent == ALENA and abs(int(when) - time.time()) < 5
+        assert agent == ALENA and abs(float(when) - time.time()) < 5
         assert run.variables["STICKY_STATUS"] == "pending"
         assert run.outcome == Outcome("pending", "q1", KEY, agent=ALENA)
     assert unit.bindings() == before
 
 
 def hangup(unit, variables, queue="q1", key=KEY):
-    return ChannelRun(unit, ["hangup", key, queue], asterisk=Asterisk(variables=dict(variables)))
+    """The hangup handler on a channel with these variables; (seconds, agent) in
+    STICKY_TALK stands for an answer that many seconds before now."""
+    variables = dict(variables)
+    if isinstance(variables.get("STICKY_TALK"), tuple):
+        seconds, agent = variables["STICKY_TALK"]
+        variables["STICKY_TALK"] = "%.3f %s" % (time.time() - seconds, agent)
+    return ChannelRun(unit, ["hangup", key, queue], asterisk=Asterisk(variables=variables))
 
 
 @pytest.mark.parametrize("variables, status, bound", [
-    ({"STICKY_TALK": "%d %s" % (time.time() - 12, ALENA)}, "stored", ALENA),  # the queue's agent, 12 s
-    ({"STICKY_TALK": "%d %s" % (time.time() - 3, ALENA)}, "short", BORIS),
+    ({"STICKY_TALK": (12, ALENA)}, "stored", ALENA),  # the queue's agent, 12 s
+    ({"STICKY_TALK": (3, ALENA)}, "short", BORIS),
+    ({"STICKY_TALK": (9.5, ALENA)}, "short", BORIS),  # fractions count: not rounded up
     ({"DIALSTATUS": "ANSWER", "STICKY_AGENT": ALENA, "ANSWEREDTIME": "10"}, "stored", ALENA),  # the direct Dial
     ({"DIALSTATUS": "ANSWER", "STICKY_AGENT": ALENA, "ANSWEREDTIME": "9"}, "short", BORIS),
     ({"DIALSTATUS": "NOANSWER", "STICKY_AGENT": ALENA, "ANSWEREDTIME": "0"}, "unanswered", BORIS),
     ({}, "unanswered", BORIS),  # the caller hung up before anyone answered
-    ({"STICKY_TALK": "%d %s" % (time.time() - 60, ALENA), "STICKY_UNBOUND": "1"}, "unbound", BORIS),
-    ({"STICKY_TALK": "%d %s" % (time.time() - 60, "DAHDI/g1")}, "bad-agent", BORIS),
+    ({"STICKY_TALK": (60, ALENA), "STICKY_UNBOUND": "1"}, "unbound", BORIS),
+    ({"STICKY_TALK": (60, "DAHDI/g1")}, "bad-agent", BORIS),
     # The queue answered after the sticky agent's Dial did not: the queue's agent counts.
-    ({"DIALSTATUS": "NOANSWER", "STICKY_AGENT": BORIS, "STICKY_TALK": "%d %s" % (time.time() - 30, ALENA)},
+    ({"DIALSTATUS": "NOANSWER", "STICKY_AGENT": BORIS, "STICKY_TALK": (30, ALENA)},
      "stored", ALENA),
-], ids=["queue-long", "queue-short", "dial-long", "dial-short", "dial-unanswered", "nobody-answered",
+], ids=["queue-long", "queue-short", "queue-just-short", "dial-long", "dial-short", "dial-unanswered", "nobody-answered",
         "star-pressed", "bad-agent", "dial-then-queue"])
 def test_the_hangup_handler_binds_only_a_long_enough_conversation(unit, variables, status, bound):
     unit.configure(MIN_TALK)
