@@ -7,9 +7,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import threading
-import time
 import uuid
 from types import SimpleNamespace
 
@@ -17,14 +14,14 @@ import click
 import pytest
 
 import private_mariadb
-from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
+from agi_scripts.asterisk_standin import Asterisk, Call, Peer
 from agi_scripts.cli import cli
 from agi_scripts.config import parse_database_url
 from agi_scripts.mysql_fixes import FIXES, fix_for
 from test_addressbook import AddressBook
-from test_packaging import REPO, version
-from utils import (AllIdle, SERVER_URL, assert_clean, events_ini, free_port, install_into, one_line, server_connection,
-                   vipsticky)
+from utils import (AllIdle, SERVER_URL, Served, assert_clean, events_ini, free_port, install_into, one_line,
+                   server_connection, vipsticky)
+from wheel_install import REPO, version
 
 NUMBER = "89130751580"
 
@@ -319,37 +316,14 @@ def test_vip_import_names_the_line_of_a_bad_row(sqlite, tmp_path, content, line,
 
 
 # -- serve: SIGHUP reloads the config -------------------------------------------------------------
-class Served:
-    """`vipsticky serve` as systemd runs it, its log lines collected."""
-
-    def __init__(self, setup):
-        self.port = free_port()
-        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:%d" % self.port],
-                                        env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.log = []
-        threading.Thread(target=lambda: self.log.extend(self.process.stderr), daemon=True).start()
-        self.wait_for("listening on")
-
-    def wait_for(self, words, count=1):
-        deadline = time.monotonic() + 30
-        while sum(words in line for line in self.log) < count:
-            assert time.monotonic() < deadline and self.process.poll() is None, self.log
-            time.sleep(0.02)
-
-    def call(self, *args):
-        return assert_clean(Peer(Asterisk(devices=AllIdle())).call_fastagi(("127.0.0.1", self.port), "sticky_route",
-                                                                           list(args), callerid=NUMBER))
-
-
 def test_serve_reloads_its_config_on_sighup(make_setup):
     old, new = make_setup("sqlite"), make_setup("sqlite")
     old.database().remember("79130751580", "", "PJSIP/alena", 600)
     new.database().remember("79130751580", "", "PJSIP/boris", 600)
-    served = Served(old)
-    try:
-        assert served.call("lookup").variables["STICKY_AGENT"] == "PJSIP/alena"
+    with Served(old) as served:
+        assert served.call("lookup", callerid=NUMBER).variables["STICKY_AGENT"] == "PJSIP/alena"
         # A call in flight: its environment sent, its first command not answered yet.
-        connection = socket.create_connection(("127.0.0.1", served.port), timeout=20)
+        connection = socket.create_connection(served.address, timeout=20)
         reader, writer = connection.makefile("rb"), connection.makefile("wb")
         writer.write(("".join("%s: %s\n" % item for item in Peer.environment(
             "sticky_route", ["lookup"], NUMBER, network=True)) + "\n").encode())
@@ -360,7 +334,7 @@ def test_serve_reloads_its_config_on_sighup(make_setup):
             handle.write("[database]\nurl = %s\n%s" % (new.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reloaded")
-        assert served.call("lookup").variables["STICKY_AGENT"] == "PJSIP/boris"
+        assert served.call("lookup", callerid=NUMBER).variables["STICKY_AGENT"] == "PJSIP/boris"
         peer, in_flight = Peer(Asterisk(devices=AllIdle())), Call("sticky_route", ["lookup"])
         line = first
         while line:
@@ -373,15 +347,12 @@ def test_serve_reloads_its_config_on_sighup(make_setup):
             handle.write("[database]\nurl = %s\nbogus = 1\n%s" % (old.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused")
-        assert served.call("lookup").variables["STICKY_AGENT"] == "PJSIP/boris"  # as it was
+        assert served.call("lookup", callerid=NUMBER).variables["STICKY_AGENT"] == "PJSIP/boris"  # as it was
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused", 2)
         assert served.process.poll() is None
-    finally:
-        served.process.send_signal(signal.SIGTERM)
-        served.process.wait(timeout=30)
-    assert served.process.returncode == 0
-    lines = [line.rstrip("\n") for line in served.log]
+        assert served.stop() == 0
+    lines = served.log
     assert lines[1] == "vipsticky serve: reloaded %s: [database] changed, new pool for %s (calls in flight finish " \
                        "on the old one)" % (old.path, new.url)
     assert [line for line in lines if "reload" in line][1:] == [

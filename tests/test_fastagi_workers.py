@@ -8,59 +8,17 @@ a killed worker is replaced; workers whose supervisor was killed stop by themsel
 default is one worker per core; --pool is shared out.
 """
 import os
-import queue
-import re
 import signal
 import socket
-import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
-from utils import AGENT, NUMBER, AllIdle, KilledOnExit, assert_clean, events_ini
+from agi_scripts.asterisk_standin import Asterisk, Call, Peer
+from utils import AGENT, NUMBER, AllIdle, Served, events_ini
 
 IDLE = Asterisk(devices=AllIdle())
-
-
-class Served(KilledOnExit):
-    """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its stderr lines."""
-
-    def __init__(self, setup, *options):
-        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"]
-                                        + list(options), env=setup.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log, self._lines = [], queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
-        match = re.search(r"listening on ([\d.]+):(\d+)", self.wait_for("listening on")[0])
-        self.address = (match.group(1), int(match.group(2)))
-
-    def _drain(self):
-        for line in self.process.stderr:
-            self.log.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern, count=1, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.log if re.search(pattern, line)]
-            if len(found) >= count:
-                return found
-            assert time.monotonic() < deadline and self.process.poll() is None, (pattern, self.log)
-            time.sleep(0.02)
-
-    def workers(self):
-        """The worker processes' pids (the supervisor's children)."""
-        with open("/proc/%d/task/%d/children" % (self.process.pid, self.process.pid)) as handle:
-            return [int(pid) for pid in handle.read().split()]
-
-    def lookup(self):
-        return assert_clean(Peer(IDLE).call_fastagi(self.address, "sticky_route", ["lookup"], callerid=NUMBER))
-
-    def stop(self, timeout=30):
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
 
 
 def cpu_seconds(pid):
@@ -85,7 +43,7 @@ def test_calls_spread_over_the_workers(sqlite):
         assert len(workers) == 2, workers
         before = {pid: cpu_seconds(pid) for pid in workers}
         with ThreadPoolExecutor(max_workers=8) as pool:
-            calls = list(pool.map(lambda _: served.lookup(), range(400)))
+            calls = list(pool.map(lambda _: served.call("lookup"), range(400)))
         used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
         assert all(call.variables["STICKY_AGENT"] == AGENT for call in calls)
         print("\nCPU seconds per worker for 400 calls: %s" % sorted(used.values()))
@@ -100,18 +58,18 @@ def test_sighup_to_the_supervisor_switches_every_worker(make_setup):
     old.database().remember("79120000001", "", "PJSIP/alena", 600)
     new.database().remember("79120000001", "", "PJSIP/boris", 600)
     with Served(old, "--workers", "2") as served:
-        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/alena"}
+        assert {served.call("lookup").variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/alena"}
         with open(old.path, "w") as handle:
             handle.write("[database]\nurl = %s\n%s" % (new.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reloaded")
         # Every worker switched before the line was logged: no call gets the old database.
-        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(40)} == {"PJSIP/boris"}
+        assert {served.call("lookup").variables["STICKY_AGENT"] for _ in range(40)} == {"PJSIP/boris"}
         with open(old.path, "w") as handle:
             handle.write("[database]\nurl = %s\nbogus = 1\n%s" % (old.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused")
-        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/boris"}
+        assert {served.call("lookup").variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/boris"}
         assert served.stop() == 0
     assert [line for line in served.log if "reload" in line][0].startswith("vipsticky serve: reloaded ")
     assert len([line for line in served.log if "reload" in line]) == 2  # one line each, not one per worker
@@ -160,7 +118,7 @@ def test_a_killed_worker_is_replaced_and_an_orphan_stops(sqlite):
             assert time.monotonic() < deadline, served.workers()
             time.sleep(0.05)
         assert first not in served.workers() and second in served.workers()
-        assert {served.lookup().variables["STICKY_AGENT"] for _ in range(20)} == {AGENT}
+        assert {served.call("lookup").variables["STICKY_AGENT"] for _ in range(20)} == {AGENT}
         workers = served.workers()
         served.process.kill()  # the supervisor crashes: its workers stop by themselves
         served.process.wait()

@@ -19,7 +19,6 @@ import pytest
 from agi_scripts.examples import EXAMPLES
 from wheel_install import (README_LOAD_STEPS, README_STEPS, REPO, built_wheel, doctor, host, install, mariadb_account,
                            readme_block, repo_file, run)
-from wheel_install import version  # noqa: F401 (tests/test_cli_conventions.py imports it from here)
 
 SHIPPED = EXAMPLES + ("sql/mysql.sql", "sql/sqlite.sql", "LICENSE")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the install steps chown and run scripts as another user")

@@ -16,6 +16,8 @@ tests/conftest.py (rootdir-based "prepend" import mode, tests/ is no package).
 """
 import itertools
 import os
+import re
+import signal
 import socket
 import socketserver
 import sqlite3
@@ -495,3 +497,44 @@ class KilledOnExit:
             self.process.kill()
             self.process.wait()
         return False
+
+
+class Served(KilledOnExit):
+    """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its stderr lines."""
+
+    def __init__(self, setup, *options):
+        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"]
+                                        + list(options), env=setup.env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        match = re.search(r"listening on ([\d.]+):(\d+)", self.wait_for("listening on")[0])
+        self.address = (match.group(1), int(match.group(2)))
+
+    def _drain(self):
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern, count=1, timeout=30):
+        """The log lines that match pattern, once there are count of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log if re.search(pattern, line)]
+            if len(found) >= count:
+                return found
+            assert time.monotonic() < deadline and self.process.poll() is None, (pattern, self.log)
+            time.sleep(0.02)
+
+    def workers(self):
+        """The worker processes' pids (the supervisor's children)."""
+        with open("/proc/%d/task/%d/children" % (self.process.pid, self.process.pid)) as handle:
+            return [int(pid) for pid in handle.read().split()]
+
+    def call(self, *args, callerid=NUMBER):
+        """sticky_route with args over FastAGI, every agent idle; checked clean."""
+        return assert_clean(Peer(Asterisk(devices=AllIdle())).call_fastagi(self.address, "sticky_route", list(args),
+                                                                           callerid=callerid))
+
+    def stop(self, timeout=30):
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from .real_asterisk import MEMBERS, QUEUE, VIPSTICKY_INI, agent_phone, interface, poll
+from utils import Served
+
+from .real_asterisk import MEMBERS, QUEUE, REPO, VIPSTICKY_INI, agent_phone, interface, poll
 
 NUMBER, KEY = "+79130751580", "79130751580"
 MIN_TALK = 3
@@ -135,3 +137,30 @@ def test_database_down_at_hangup_leaves_the_binding_and_says_so(start_scene):
     assert poll(lambda: pbx.logged("WARNING", "vipsticky sticky_route:", "failing open"), 5)
     point_at(setup, working)
     assert scene.bindings() == before
+
+
+def test_the_hangup_handler_over_fastagi(start_scene):
+    """vipsticky-hangup with AGI(agi://...) to `vipsticky serve`, as a FastAGI site writes it:
+    a hung-up channel's FastAGI session gets no HANGUP line and binds after min_talk."""
+    scene = start_scene(INI)
+    pbx = scene.pbx
+    with Served(scene.setup) as served:
+        fastagi = "AGI(agi://%s:%d/sticky_route,hangup,${ARG1},${ARG2})" % served.address
+        etc = pbx.folder / "etc"
+        if pbx.flavour == "conf":
+            text = (REPO / "extensions.conf.example").read_text()
+            (etc / "fastagi.conf").write_text(text.replace("AGI(sticky_route,hangup,${ARG1},${ARG2})", fastagi))
+            (etc / "extensions.conf").write_text('#include "fastagi.conf"\n#include "e2e-contexts.conf"\n')
+            pbx.rx("dialplan reload")
+        else:
+            text = (REPO / "extensions.ael.example").read_text()
+            (etc / "extensions.ael").write_text(text.replace("AGI(sticky_route,hangup,${ARG1},${ARG2})", fastagi))
+            pbx.rx("ael reload")
+        assert "agi://" in pbx.cli("dialplan show vipsticky-hangup")
+        call = pbx.call(NUMBER)
+        connect = pbx.connected(call)
+        time.sleep(MIN_TALK + 0.5)
+        assert hung_up(pbx, call, "agent", connect) == "stored"
+        assert scene.agents_bound() == [(KEY, QUEUE, connect["Interface"])]
+        assert served.stop() == 0
+    assert served.log[-1] == "vipsticky serve: stopped" and len(served.log) == 2, served.log
