@@ -99,3 +99,28 @@ def test_the_double_has_the_methods_of_the_real_channel():
     """What a handler may call on a Channel, the double answers, with the same parameters."""
     assert public_methods(ChannelDouble) == public_methods(Channel)
     assert isinstance(inspect.getattr_static(Channel, "caller_id"), property)
+
+
+# -- the outcome of each run, in the events spool ------------------------------------------------
+@each_call
+def test_each_run_appends_its_outcome_and_events_off_appends_nothing(unit, script, args, normal):
+    unit.answer(script, args, asterisk=idle("PJSIP/alena"))
+    with open(unit.config.events.spool) as spool:
+        (entry,) = spool.read().splitlines()
+    at, call_id, name, queue, key, status = entry.split("\t")[:6]
+    assert (call_id, name, queue, key) == ("", script.name, "", "79130751580") and abs(float(at) - time.time()) < 60
+    assert status == {"vip_or_not": "normal", "sticky_route": normal.get("STICKY_STATUS"),
+                      "delnum": "none"}[script.name]
+    unit.configure("[log]\nevents = off\n")
+    unit.answer(script, args, asterisk=idle("PJSIP/alena"))
+    with open(unit.config.events.spool) as spool:
+        assert len(spool.read().splitlines()) == 1
+
+
+def test_a_spool_that_cannot_be_written_is_one_warning_and_the_call_goes_on(unit, tmp_path):
+    unit.configure("[log]\nevents_spool = %s\n" % (tmp_path / "no-such-folder" / "events.log"))
+    outcome, channel, log = unit.answer(vip_or_not.SCRIPT, [NUMBER])
+    assert outcome == "ok" and channel.variables == {"QUEUE_PRIO": "5", "VIP": "0", "VIP_LABEL": ""}
+    assert log == ["vip_or_not: cannot record the call's outcome: %s: No such file or directory ([log] events = off "
+                   "stops recording)" % (tmp_path / "no-such-folder" / "events.log")]
+    assert channel.warnings == ["vipsticky " + log[0]]
