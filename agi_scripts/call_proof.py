@@ -20,6 +20,7 @@ from .install import InstallError, blocked_folder, can_access, installed_script,
 from .number_keys import number_key
 from .records import record
 from .rules import agent_allowed
+from .sticky_route import talk_note
 
 # Run by the doctor's own interpreter, as root: take the user's groups and ids (from root to
 # another user the kernel drops every capability, as when Asterisk gives up root at start-up),
@@ -55,6 +56,11 @@ def reserved_number(plan) -> str:
     return "+" + (plan.country_code + "0" * plan.national_length).ljust(8, "0")[:15]
 
 
+def reserved_key(plan) -> str:
+    """The test number's key (what its bindings and events are stored under)."""
+    return number_key(reserved_number(plan), plan)
+
+
 class CallPathProof:
     """run() -> (True, what was proven) or (False, the first thing that stops a call and its fix)."""
 
@@ -62,7 +68,7 @@ class CallPathProof:
         self.config, self.config_path, self.user, self.agi_dir = config, config_path, user, agi_dir
         self.queue = queue  # the dialplan's queue when known: its [queue NAME] settings apply
         self.number = reserved_number(config.numbers)
-        self.key = number_key(self.number, config.numbers)
+        self.key = reserved_key(config.numbers)
 
     def run(self) -> tuple[bool, str]:
         command = self._as_user()
@@ -101,7 +107,7 @@ class CallPathProof:
                 path = self._script(step.script)
                 ran_from.add(os.path.dirname(path))
                 if step.args[0] == "hangup":
-                    asterisk.variables["STICKY_TALK"] = "%d %s" % (time.time() - min_talk, agent)
+                    asterisk.variables["STICKY_TALK"] = talk_note(time.time() - min_talk, agent)
                 call = Peer(asterisk).run_script(step.script, step.args, callerid=number, process_env=environment,
                                                  timeout=SCRIPT_TIMEOUT + self.config.database.connect_timeout,
                                                  command=command + [path])

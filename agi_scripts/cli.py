@@ -19,7 +19,6 @@ from . import config as config_module
 from . import fastagi
 from .addressbook import remove as remove_addressbook, script as addressbook_script, update as update_addressbook
 from .call import describe
-from .call_proof import reserved_number
 from .config import ConfigError
 from .database import Database, DatabaseError
 from .demo import run_demo
@@ -29,7 +28,7 @@ from .examples import write_examples
 from .install import InstallError, SqliteHandover, link_agi_scripts
 from .mysql_fixes import with_fix
 from .number_keys import number_key
-from .report import COLUMNS as REPORT_COLUMNS, parse_since, summarize, table as report_table
+from .report import COLUMNS as REPORT_COLUMNS, daily, parse_since, table as report_table
 from .rules import label_problem, shown, valid_agent, valid_queue
 from .schema import install_schema, schema_script
 from .scripts import NAMES
@@ -436,11 +435,7 @@ def report(context, since, queue, as_json, as_csv):
         raise click.BadParameter(str(error), param_hint="--since") from None
     queue = context.queue(queue)
     _ingest(context)
-    database = context.database
-    # Every queue's events: a call's VIP and * events carry no queue of their own.
-    rows = [row for row in summarize(database.events(database.now() - seconds),
-                                     number_key(reserved_number(context.config.numbers), context.config.numbers))
-            if queue is None or row["queue"] == queue]
+    rows = daily(context.database, context.config.numbers, seconds, queue)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
     elif as_csv:

@@ -74,7 +74,7 @@ class DatabaseSettings(record("DatabaseSettings", (
 
 
 NumberPlan = record("NumberPlan", "country_code trunk_prefix international_prefixes national_length area_code",
-                        defaults=("7", "8", ("810", "00"), 10, "3843"))
+                    defaults=("7", "8", ("810", "00"), 10, "3843"))
 
 # groups: ((group name, priority), ...) in file order
 VipSettings = record("VipSettings", (
@@ -88,9 +88,9 @@ QueueSettings = record("QueueSettings", "ttl dial_timeout agents min_talk busy_w
 
 
 class StickySettings(record("StickySettings",
-                                "ttl dial_timeout legacy_technology unbind_sound queues agents min_talk busy_wait",
-                                defaults=(86400, 20, "SIP", "beep", (),
-                                          ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n"), 0, 0))):
+                            "ttl dial_timeout legacy_technology unbind_sound queues agents min_talk busy_wait",
+                            defaults=(86400, 20, "SIP", "beep", (),
+                                      ("PJSIP/*", "SIP/*", "IAX2/*", "Local/*@agents/n"), 0, 0))):
     """queues: ((name, QueueSettings), ...) from the [queue NAME] sections."""
     __slots__ = ()
 
@@ -112,12 +112,12 @@ FastagiSettings = record("FastagiSettings", "allow", defaults=((),))
 # enabled: each script run appends its outcome to the spool file; purge moves the lines into
 # the events table and deletes events older than days (vipsticky report reads them)
 EventSettings = record("EventSettings", "enabled spool days",
-                           defaults=(True, "/var/lib/asterisk/vipsticky-events.log", 90))
+                       defaults=(True, "/var/lib/asterisk/vipsticky-events.log", 90))
 
 # warnings: what a call logs about the file (unknown names) while it uses the rest
 Config = record("Config", "database numbers vip sticky syslog_facility path fastagi warnings events",
-                    defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), (),
-                              EventSettings()))
+                defaults=(NumberPlan(), VipSettings(), StickySettings(), "daemon", None, FastagiSettings(), (),
+                          EventSettings()))
 
 # Every section and key the file may hold ("queue" stands for the [queue NAME] sections).
 KNOWN = {

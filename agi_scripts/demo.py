@@ -12,8 +12,9 @@ from .asterisk_standin import Asterisk, Peer
 from .config import load
 from .database import Database
 from .events import ingest
-from .report import summarize, table
+from .report import daily, table
 from .schema import install_schema
+from .sticky_route import talk_note
 
 DEMO_TTL = 3  # seconds: short, so the demo can show a binding expiring
 CONFIG = """\
@@ -146,7 +147,7 @@ def _replay(echo, config, database, process_env):
 
     stored, _skipped = ingest(database, config.events.spool)
     echo("\nvipsticky purge moved %d call events from the spool into the database; vipsticky report:" % stored)
-    for line in table(summarize(database.events(database.now() - 3600))):
+    for line in table(daily(database, config.numbers, 3600)):
         echo("  " + line)
     echo("\ndemo finished: every script exited 0 with nothing on stderr")
 
@@ -159,7 +160,7 @@ def _talk(echo, agi, inbound, asterisk, title, agent, seconds, verdict):
     pending = agi("sticky_route", "remember", "+79130751580", "sales",
                   note="<- Queue()'s AGI argument: noted, not bound yet")
     _expect(pending["STICKY_STATUS"] == "pending", pending)
-    asterisk.variables["STICKY_TALK"] = "%d %s" % (time.time() - seconds, agent)
+    asterisk.variables["STICKY_TALK"] = talk_note(time.time() - seconds, agent)
     ended = agi("sticky_route", "hangup", "79130751580", "sales",
                 note="<- the hangup handler, %d s later" % seconds)
     _expect(ended["STICKY_STATUS"] == verdict, ended)

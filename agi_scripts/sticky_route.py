@@ -141,12 +141,17 @@ def remember(channel, args, config, database):
     if settings.min_talk:
         # Decided at hangup (the handler lookup pushed): only a conversation of min_talk
         # seconds binds. Kept on this channel: the caller's in Queue()'s AGI argument.
-        channel.set("STICKY_TALK", "%.3f %s" % (time.time(), agent))
+        channel.set("STICKY_TALK", talk_note(time.time(), agent))
         channel.set("STICKY_STATUS", "pending")
         return Outcome("pending", queue, key, agent=agent)
     database.remember(key, queue, agent, settings.ttl)
     channel.set("STICKY_STATUS", "stored")
     return Outcome("stored", queue, key, agent=agent)
+
+
+def talk_note(answered_at: float, agent: str) -> str:
+    """STICKY_TALK: when the agent answered (epoch seconds) and who; hangup reads it back."""
+    return "%.3f %s" % (answered_at, agent)
 
 
 def hangup(channel, args, config, database):
