@@ -100,13 +100,9 @@ def events_ini(folder) -> str:
 def write_config(path, url, connect_timeout=2, extra="") -> None:
     """A config file with the database url, its connect_timeout and extra INI text; the
     calls' outcomes go to a spool file beside it."""
-    spool = events_ini(os.path.dirname(os.path.abspath(path)))
-    if "events_spool" in extra:
-        pass
-    elif "[log]\n" in extra:
-        extra = extra.replace("[log]\n", spool.lstrip("\n"), 1)
-    else:
-        extra += spool
+    if "events_spool" not in extra:
+        spool = events_ini(os.path.dirname(os.path.abspath(path)))
+        extra = extra.replace("[log]\n", spool.lstrip("\n"), 1) if "[log]\n" in extra else extra + spool
     with open(path, "w") as handle:
         handle.write("[database]\nurl = %s\nconnect_timeout = %s\n%s" % (url, connect_timeout, extra))
 
