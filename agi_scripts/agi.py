@@ -6,13 +6,12 @@ line, EOF, 511, a broken pipe) into one Hangup exception.
 """
 import io
 import os
-import re
 import signal
 import sys
 
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup, AGIInvalidCommand, AGIResultHangup, AGIUsageError
 
-from .rules import printable
+from .rules import DIGITS, printable
 
 # What res_agi sends every script before the arguments (Asterisk 18 to 22).
 STANDARD_ENV = frozenset((
@@ -57,19 +56,24 @@ class _Replies:
     writes agi_* values raw, so a line feed in a caller ID or argument can end the
     environment early and leave its rest in the pipe, where it would be taken for
     the replies to our commands, each one behind."""
-    REPLY = re.compile(r"^(200 result=|5[12]\d[ -]|HANGUP)")  # what res_agi answers a command with
-
     def __init__(self, stream):
         self.stream = stream
         self.by_hand = False  # Channel.from_stdio: the end of the input answers "200 result=1"
 
     def readline(self):
         line = self.stream.readline()
-        if line and not self.REPLY.match(line):
+        if line and not is_reply(line):
             raise _OutOfStep()
         if not line and self.by_hand:
             return "200 result=1\n"
         return line
+
+
+def is_reply(line: str) -> bool:
+    """What res_agi answers a command with: 200 result=..., 510/511/520 (5NN and a space,
+    or a dash for 520's several lines), or HANGUP."""
+    return line.startswith(("200 result=", "HANGUP")) or (
+        line[:1] == "5" and line[1:2] in ("1", "2") and line[2:3] in DIGITS and line[3:4] in (" ", "-"))
 
 
 class _AGI(AGI):

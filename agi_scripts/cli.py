@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 
 import click
@@ -29,7 +28,7 @@ from .install import InstallError, SqliteHandover, link_agi_scripts
 from .mysql_fixes import with_fix
 from .number_keys import number_key
 from .report import COLUMNS as REPORT_COLUMNS, daily, parse_since, table as report_table
-from .rules import label_problem, shown, valid_agent, valid_queue
+from .rules import label_problem, shown, valid_agent, valid_queue, valid_technology
 from .schema import install_schema, schema_script
 from .scripts import NAMES
 from .trial import DEVICE_STATES, lines as trial_lines, try_script
@@ -508,7 +507,7 @@ def bindings_move_technology(context, old, new):
     """Rebind every OLD/name agent to NEW/name, e.g. SIP PJSIP: the move every chan_sip site
     makes before Asterisk 21, which has no chan_sip."""
     for technology in (old, new):
-        if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,31}$", technology):
+        if not valid_technology(technology):
             raise Failure("%s is not a channel technology such as SIP or PJSIP" % json.dumps(technology[:40]))
     moved = context.database.move_technology(old, new)
     say("%s moved from %s/ to %s/" % (_count(moved, "binding"), old, new))

@@ -6,10 +6,9 @@ A missing file is not an error: every key has a working default (SQLite under
 that names the section and key; a password never appears in it.
 """
 import os
-import re
 
 from .records import record
-from .rules import AGENT_PATTERN, QUEUE_NAME, printable
+from .rules import DIGITS, WORD_CHARACTERS, printable, valid_agent_pattern, valid_queue
 
 DEFAULT_PATH = "/etc/asterisk/vipsticky.conf"
 DEFAULT_DATABASE_URL = "sqlite:////var/lib/asterisk/vipsticky.sqlite3"
@@ -17,15 +16,15 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 VIP_SOURCES = ("table", "addressbook", "both")
 CONNECT_TIMEOUT = 2.0  # seconds
 BREAKER_SECONDS = 5  # seconds a database server found unreachable is not tried again by calls
-IDENTIFIER = r"^[A-Za-z0-9_]{0,32}$"
+TABLE_PREFIX_LENGTH = 32
+SYSLOG_FACILITIES = ("daemon", "user") + tuple("local%d" % number for number in range(8))
+SOUND_NAME_CHARACTERS = WORD_CHARACTERS | frozenset("/.-")
 # mysql://[user[:password]@]host[:port][,host[:port]...]/database[?unix_socket=/path]; a
 # password holding @ / ? # or % is written %-encoded. Several hosts (a Galera cluster, a
-# primary and its stand-by) are tried in order; a host without a port uses 3306.
-_HOST_PORT = r"(?:\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\],]*)(?::[^/?#@,]*)?"
-MYSQL_URL = (r"^mysql://(?:(?P<user>[^:@/?#]*)(?::(?P<password>[^@/?#]*))?@)?"
-             r"(?P<hosts>%s(?:,%s)*)"
-             r"/(?P<database>[^?#]*)(?:\?(?P<query>[^#]*))?$" % (_HOST_PORT, _HOST_PORT))
-HOST_PORT = r"^(?P<host>\[[0-9A-Fa-f:.]*\]|[^:\[\]]*)(?::(?P<port>.*))?$"
+# primary and its stand-by) are tried in order; a host without a port uses 3306. An IPv6
+# host is written in brackets: [::1]:3306.
+INVALID_MYSQL_URL = "[database] url is not a valid mysql://user:pass@host:port/database URL"
+IPV6_CHARACTERS = frozenset("0123456789ABCDEFabcdef:.")
 
 # Bounds of the numeric settings (also what the CLI accepts for a priority).
 PRIORITY_LIMITS = (-1000000, 1000000)
@@ -186,7 +185,7 @@ def read_ini(text: str, path: str) -> dict:
     sections, current = {}, None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if re.match(r"#\s*(try)?include\b|#\s*exec\b", line):
+        if line[:1] == "#" and _include_or_exec(line):
             raise _ini_error(path, number, "#include and #exec are not supported: "
                                            "vipsticky.conf is one file, put the settings in it")
         if not line or line[0] in ";#":
@@ -209,8 +208,26 @@ def read_ini(text: str, path: str) -> dict:
             raise _ini_error(path, number, "%s is outside any [section]" % printable(key))
         if key in current:
             raise _ini_error(path, number, "%s appears twice in its section" % printable(key))
-        current[key] = re.split(r"\s[;#]", value, maxsplit=1)[0].strip()
+        current[key] = _without_comment(value).strip()
     return sections
+
+
+def _include_or_exec(line: str) -> bool:
+    """Asterisk's #include, #tryinclude or #exec (white space allowed after the #)."""
+    word = line[1:].lstrip()
+    for directive in ("include", "tryinclude", "exec"):
+        following = word[len(directive):len(directive) + 1]  # a whole word: not #included
+        if word.startswith(directive) and not (following.isalnum() or following == "_"):
+            return True
+    return False
+
+
+def _without_comment(value: str) -> str:
+    """The value up to a ; or # that follows white space (a comment behind it)."""
+    for position, character in enumerate(value):
+        if character in ";#" and position and value[position - 1].isspace():
+            return value[:position - 1]
+    return value
 
 
 def _ini_error(path, number, problem) -> ConfigError:
@@ -250,7 +267,7 @@ def from_sections(sections: dict, path=None) -> Config:
                           "the [database] url is SQLite" % source)
     domain = reader.text("vip", "addressbook_domain_id", "")
     prefix = reader.text("vip", "addressbook_table_prefix", "")
-    if prefix and not re.match(IDENTIFIER, prefix):
+    if len(prefix) > TABLE_PREFIX_LENGTH or not WORD_CHARACTERS.issuperset(prefix):
         raise ConfigError("[vip] addressbook_table_prefix may hold only letters, digits and _")
     vip = VipSettings(
         source=source,
@@ -269,7 +286,7 @@ def from_sections(sections: dict, path=None) -> Config:
     for section in sections:
         if section.startswith("queue "):
             name = section[len("queue "):].strip()
-            if not re.match(QUEUE_NAME, name):
+            if not valid_queue(name):
                 raise ConfigError("[%s]: not a usable queue name" % section)
             queues.append((name, QueueSettings(
                 ttl=reader.number(section, "ttl", ttl, int, *TTL_LIMITS),
@@ -279,16 +296,16 @@ def from_sections(sections: dict, path=None) -> Config:
                 busy_wait=reader.number(section, "busy_wait", busy_wait, int, *BUSY_WAIT_LIMITS),
             )))
     technology = reader.text("sticky", "legacy_technology", STICKY.legacy_technology)
-    if not re.match(r"^[A-Za-z0-9_]+$", technology):
+    if not technology or not WORD_CHARACTERS.issuperset(technology):
         raise ConfigError("[sticky] legacy_technology must be a channel technology such as SIP or PJSIP")
     sound = reader.text("sticky", "unbind_sound", STICKY.unbind_sound)
-    if not re.match(r"^[A-Za-z0-9_/.-]*$", sound):
+    if not SOUND_NAME_CHARACTERS.issuperset(sound):
         raise ConfigError("[sticky] unbind_sound must be a sound file name such as beep")
     sticky = StickySettings(ttl=ttl, dial_timeout=dial_timeout, legacy_technology=technology,
                             unbind_sound=sound, queues=tuple(queues), agents=agents, min_talk=min_talk,
                             busy_wait=busy_wait)
     facility = reader.text("log", "syslog_facility", CONFIG.syslog_facility)
-    if not re.match(r"^(daemon|user|local[0-7])$", facility):
+    if facility not in SYSLOG_FACILITIES:
         raise ConfigError("[log] syslog_facility must be daemon, user or local0..local7")
     fastagi = FastagiSettings(allow=tuple(reader.items("fastagi", "allow", "")))
     switch = reader.text("log", "events", "on" if EVENTS.enabled else "off")
@@ -315,15 +332,12 @@ def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: 
         return DatabaseSettings(dialect="sqlite", url=url, connect_timeout=connect_timeout, path=path)
     if not url.startswith("mysql://"):
         raise ConfigError("[database] url must start with mysql:// or sqlite:///")
-    parts = re.match(MYSQL_URL, url)  # compiled on first use: a SQLite call never needs it
-    if not parts:
-        raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
-    items = parts.group("hosts").split(",")
-    hosts = tuple(_host_port(item, several=len(items) > 1) for item in items)
-    database = _unquote(parts.group("database"))
+    user, password, items, database, query = _mysql_url_parts(url)
+    hosts = tuple(_host_port(host, port, several=len(items) > 1) for host, port in items)
+    database = _unquote(database)
     if not database or "/" in database:
         raise ConfigError("[database] url must name one database: mysql://user:pass@host:port/DATABASE")
-    query = dict(item.partition("=")[::2] for item in (parts.group("query") or "").split("&") if item)
+    query = dict(item.partition("=")[::2] for item in query.split("&") if item)
     unix_socket = _unquote(query["unix_socket"]) if query.get("unix_socket") else None
     if unix_socket and len(hosts) > 1:
         raise ConfigError("[database] url: unix_socket is one local server, not several hosts")
@@ -335,26 +349,59 @@ def parse_database_url(url: str, connect_timeout: float = CONNECT_TIMEOUT, ssl: 
     return DatabaseSettings(
         dialect="mysql", url=url, connect_timeout=connect_timeout, ssl=use_ssl, ssl_ca=ssl_ca,
         host=hosts[0][0], port=hosts[0][1],
-        user=_unquote(parts.group("user")) if parts.group("user") else "asterisk",
-        password=_unquote(parts.group("password")) if parts.group("password") is not None else None,
+        user=_unquote(user) if user else "asterisk",
+        password=_unquote(password) if password is not None else None,
         database=database, unix_socket=unix_socket, hosts=hosts,
     )
 
 
-def _host_port(item: str, several: bool):
-    """(host, port) of one host[:port] of the url (3306 when the port is left out)."""
-    parts = re.match(HOST_PORT, item)
-    port = int(parts.group("port")) if parts and (parts.group("port") or "").isdigit() else 0
-    if not parts or (parts.group("port") is not None and not 0 < port < 65536):
-        raise ConfigError("[database] url is not a valid mysql://user:pass@host:port/database URL")
-    host = _unquote(parts.group("host").strip("[]"))
+def _mysql_url_parts(url: str):
+    """(user, password, [(host, port), ...], database, query) of a mysql:// url, each as
+    written (user, password and a port None when absent). Split by hand: a regular
+    expression would be compiled again in every call's new process."""
+    authority, slash, rest = url[len("mysql://"):].partition("/")
+    credentials, at, hosts = authority.rpartition("@")
+    if not slash or "@" in credentials or any(mark in authority for mark in "?#") or "#" in rest:
+        raise ConfigError(INVALID_MYSQL_URL)
+    user = password = None
+    if at:
+        user, colon, password = credentials.partition(":")
+        password = password if colon else None
+    database, _, query = rest.partition("?")
+    return user, password, [_split_host(item) for item in hosts.split(",")], database, query
+
+
+def _split_host(item: str):
+    """(host, port or None) of one host[:port] or [IPv6][:port] of the url."""
+    if item.startswith("["):
+        close = item.find("]")
+        host, after = item[1:close], item[close + 1:]
+        if close < 0 or not IPV6_CHARACTERS.issuperset(host) or after[:1] not in ("", ":"):
+            raise ConfigError(INVALID_MYSQL_URL)
+        return host, after[1:] if after else None
+    host, colon, port = item.partition(":")
+    if "[" in host or "]" in host:
+        raise ConfigError(INVALID_MYSQL_URL)
+    return host, port if colon else None
+
+
+def _host_port(host: str, port, several: bool):
+    """(host, port) to connect to: localhost when the host is left out of the only one,
+    3306 when the port is."""
+    number = int(port) if port and port.isdecimal() else 0
+    if port is not None and not 0 < number < 65536:
+        raise ConfigError(INVALID_MYSQL_URL)
+    host = _unquote(host)
     if not host and several:
         raise ConfigError("[database] url: an empty host in the list of hosts (host1,host2:port,...)")
-    return host or "localhost", port or 3306
+    return host or "localhost", number or 3306
 
 
 def _unquote(text: str) -> str:
     """%-decoding (UTF-8) for URL parts: urllib.parse would cost each call 2 ms of imports."""
+    if "%" not in text:
+        return text
+    import re  # only a url with %-escapes pays for compiling the pattern
     return re.sub(r"(?:%[0-9A-Fa-f]{2})+",
                   lambda match: bytes.fromhex(match.group(0).replace("%", "")).decode("utf-8", "replace"), text)
 
@@ -362,7 +409,8 @@ def _unquote(text: str) -> str:
 def _group(item: str):
     name, sep, priority = item.rpartition(":")
     name = name.strip()
-    if not sep or not name or not re.match(r"^-?\d{1,7}$", priority.strip()):
+    digits = priority.strip().removeprefix("-")
+    if not sep or not name or not 1 <= len(digits) <= 7 or not digits.isdecimal():
         raise ConfigError("[vip] groups: %r is not GroupName:priority" % item)
     return name, int(priority)
 
@@ -395,13 +443,13 @@ class _Reader:
         if "agents" not in self.sections.get(section, {}):
             return patterns
         for pattern in patterns:
-            if not re.match(AGENT_PATTERN, pattern):
+            if not valid_agent_pattern(pattern):
                 raise ConfigError("[%s] agents: %r is not an interface pattern such as PJSIP/* or "
                                   "Local/*@agents/n" % (section, printable(pattern)))
         return patterns
 
     def digits(self, section, key, default, min_length, value=None):
         value = self.text(section, key, default) if value is None else value
-        if not re.match(r"^[0-9]{%d,6}$" % min_length, value):
+        if not min_length <= len(value) <= 6 or not DIGITS.issuperset(value):
             raise ConfigError("[%s] %s must be digits, not %r" % (section, key, value))
         return value

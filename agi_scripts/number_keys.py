@@ -5,13 +5,12 @@ so "+7 913 075-15-80", "8 (913) 075-15-80" and "9130751580" are one caller.
 addressbook.py holds the same rules as an SQL function for the address-book triggers;
 tests/test_numbers.py proves the two agree.
 """
-import re
-
 from .config import NumberPlan
+from .rules import DIGITS
 
 # Digits, space, - ( ) . and one leading +; nothing else (letters, * #, quotes,
 # control characters) can be part of a phone number a person typed.
-ALLOWED = re.compile(r"^\+?[0-9 ().\-]*$")
+NUMBER_CHARACTERS = DIGITS | frozenset(" ().-")
 SURROUNDING_WHITESPACE = " \t\r\n\f\v"
 MAX_DIGITS = 15  # E.164
 INTERNATIONAL_MIN_DIGITS = 8
@@ -24,9 +23,9 @@ def number_key(raw, plan: NumberPlan):
     if not isinstance(raw, str):
         return None
     text = raw.strip(SURROUNDING_WHITESPACE)
-    if len(text) > 64 or not ALLOWED.match(text):
+    if len(text) > 64 or not NUMBER_CHARACTERS.issuperset(text[1:] if text.startswith("+") else text):
         return None
-    digits = "".join(ch for ch in text if "0" <= ch <= "9")
+    digits = "".join(ch for ch in text if ch in DIGITS)
     count = len(digits)
     if text.startswith("+"):
         return _international(digits)

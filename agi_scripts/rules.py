@@ -1,35 +1,56 @@
 """Value rules: which agents, queue names and labels are usable, and how a value is shown.
 
 Pure functions, no I/O: a call, the CLI and the config reader apply the same rules.
-Every call imports this module, so its patterns are compiled on first use (re caches
-them), by the calls that need them.
+Every call runs them, so they test characters against sets: a regular expression
+would be compiled again in every call's new process (a quarter of a millisecond each).
 """
 import re
 
-# Tech/resource with nothing that Dial would read as a separator (& , |), no quotes,
-# no white space, no dialplan expression characters.
-AGENT = r"^(?=.{3,120}$)[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#*/~%-]+$"  # fits VARCHAR(120)
+LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+DIGITS = frozenset("0123456789")
+WORD_CHARACTERS = LETTERS | DIGITS | {"_"}  # a channel technology's, a table prefix's
+# An agent is Tech/resource, as Dial takes it: a technology of letters, digits and _
+# (a letter first, at most 32), then nothing that Dial would read as a separator
+# (& , |), no quotes, no white space, no dialplan expression characters. At most 120
+# characters: it fits VARCHAR(120).
+AGENT_CHARACTERS = WORD_CHARACTERS | frozenset(".@:+=#*/~%-")
+AGENT_LENGTH = (3, 120)
 # Queue names come from queues.conf sections; anything that could break an AGI
-# argument, a log line or a dialplan expression is refused (and, by valid_queue,
-# anything a terminal would not print as it is).
-QUEUE_NAME = r"^[^\s\x00-\x1f\x7f\"',|\\()\[\]${}]{1,80}$"
+# argument, a log line or a dialplan expression is refused, and anything a terminal
+# would not print as it is (isprintable(): controls, and every white space but the
+# space, which is refused too).
+QUEUE_REFUSED = frozenset(" \"',|\\()[]${}")
+QUEUE_LENGTH = 80
 # [sticky] agents: an interface with at most one *, which stands for one name.
-AGENT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}/[A-Za-z0-9_.@:+=#~%/-]*\*?[A-Za-z0-9_.@:+=#~%/-]*$"
-AGENT_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")  # never @ : / ,
+AGENT_NAME_CHARACTERS = WORD_CHARACTERS | frozenset(".+-")  # never @ : / ,
 # What would steer a terminal or reorder what it shows: C0 and C1 controls, DEL, and the
-# Unicode bidirectional marks, embeddings, overrides and isolates (compiled on first use:
-# only the CLI needs it).
+# Unicode bidirectional marks, embeddings, overrides and isolates (only the CLI needs it).
 UNSHOWABLE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 LABEL_LENGTH = 255  # vip_numbers.label
 
 
 def valid_agent(agent) -> bool:
-    return isinstance(agent, str) and bool(re.match(AGENT, agent))
+    if not isinstance(agent, str) or not AGENT_LENGTH[0] <= len(agent) <= AGENT_LENGTH[1]:
+        return False
+    technology, slash, resource = agent.partition("/")
+    return valid_technology(technology) and bool(slash) and resource != "" and AGENT_CHARACTERS.issuperset(resource)
+
+
+def valid_agent_pattern(pattern: str) -> bool:
+    """A [sticky] agents entry: an agent interface in which one * may stand for a name."""
+    technology, slash, resource = pattern.partition("/")
+    return (valid_technology(technology) and bool(slash) and resource.count("*") <= 1
+            and AGENT_CHARACTERS.issuperset(resource))
+
+
+def valid_technology(name: str) -> bool:
+    """A channel technology as an agent interface starts with (PJSIP, SIP, Local)."""
+    return 1 <= len(name) <= 32 and name[0] in LETTERS and WORD_CHARACTERS.issuperset(name)
 
 
 def valid_queue(queue) -> bool:
-    # isprintable() is False for every control, format (bidi) and separator character but space.
-    return isinstance(queue, str) and bool(re.match(QUEUE_NAME, queue)) and queue.isprintable()
+    return (isinstance(queue, str) and 1 <= len(queue) <= QUEUE_LENGTH and queue.isprintable()
+            and QUEUE_REFUSED.isdisjoint(queue))
 
 
 def agent_allowed(agent: str, patterns) -> bool:
