@@ -532,4 +532,6 @@ def reason(error) -> str:
         text = "%s (MySQL error %d)" % (args[1], args[0])
     else:
         text = str(error) or type(error).__name__
+    # PyMySQL names the host as it was given, and MySQL.connect gives it as bytes.
+    text = text.replace("MySQL server on b'", "MySQL server on '", 1)
     return " ".join(text.split())[:300]

@@ -145,6 +145,12 @@ class MySQL:
         overrides = {"write_timeout": query_timeout}
         if server is not None and not settings.unix_socket:
             overrides.update(host=server[0], port=server[1])
+        host = overrides.get("host", settings.host)
+        if not settings.unix_socket and not settings.ssl and host.isascii():
+            # getaddrinfo() encodes a str host with the idna codec, whose first use in a
+            # process imports encodings.idna, stringprep and unicodedata: a millisecond of
+            # every call. An ASCII name as bytes skips it. (TLS checks the name: a str.)
+            overrides["host"] = host.encode("ascii")
         if timeout is not None:
             overrides.update(connect_timeout=timeout, read_timeout=timeout)
         connection = pymysql.connect(**cls.connect_params(settings, **overrides))
