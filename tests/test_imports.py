@@ -1,5 +1,5 @@
 """The per-call path imports only what the call needs: never click, PyMySQL only for a
-mysql:// url, no typing/dataclasses machinery of ours. Checked in the real script
+mysql:// url, not the idna codec, no typing/dataclasses machinery of ours. Checked in the real script
 process with Python's own import log (PYTHONPROFILEIMPORTTIME)."""
 import re
 
@@ -34,6 +34,7 @@ def test_a_call_on_mariadb_imports_pymysql_but_not_click(mariadb, script, args):
     modules = imported_modules(call)
     assert "pymysql" in modules
     assert not {"click", "sqlite3", "agi_scripts.cli"} & modules
+    assert "encodings.idna" not in modules  # the host goes to getaddrinfo as bytes: no idna codec
     assert call.exit_code == 0 and call.malformed == []
 
 
