@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import uuid
 from types import SimpleNamespace
 
@@ -14,12 +13,12 @@ import click
 import pytest
 
 import private_mariadb
-from agi_scripts.asterisk_standin import Asterisk, Call, Peer
+from agi_scripts.asterisk_standin import Asterisk
 from agi_scripts.cli import cli
 from agi_scripts.config import parse_database_url
 from agi_scripts.mysql_fixes import FIXES, fix_for
 from test_addressbook import AddressBook
-from utils import (AllIdle, SERVER_URL, Served, assert_clean, events_ini, free_port, install_into, one_line,
+from utils import (AllIdle, CallInFlight, SERVER_URL, Served, assert_clean, events_ini, free_port, install_into, one_line,
                    server_connection, vipsticky)
 from wheel_install import REPO, version
 
@@ -324,27 +323,15 @@ def test_serve_reloads_its_config_on_sighup(make_setup):
     new.database().remember("79130751580", "", "PJSIP/boris", 600)
     with Served(old) as served:
         assert served.call("lookup", callerid=NUMBER).variables["STICKY_AGENT"] == "PJSIP/alena"
-        # A call in flight: its environment sent, its first command not answered yet.
-        connection = socket.create_connection(served.address, timeout=20)
-        reader, writer = connection.makefile("rb"), connection.makefile("wb")
-        writer.write(("".join("%s: %s\n" % item for item in Peer.environment(
-            "sticky_route", ["lookup"], NUMBER, network=True)) + "\n").encode())
-        writer.flush()
-        first = reader.readline().decode().rstrip("\n")
-        assert first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"')
+        in_flight = CallInFlight(served.address, NUMBER)
+        assert in_flight.first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"')
         with open(old.path, "w") as handle:  # the config now names the other database
             handle.write("[database]\nurl = %s\n%s" % (new.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reloaded")
         assert served.call("lookup", callerid=NUMBER).variables["STICKY_AGENT"] == "PJSIP/boris"
-        peer, in_flight = Peer(Asterisk(devices=AllIdle())), Call("sticky_route", ["lookup"])
-        line = first
-        while line:
-            writer.write((peer.reply(in_flight, line) + "\n").encode())
-            writer.flush()
-            line = reader.readline().decode().rstrip("\n")
-        connection.close()
-        assert in_flight.variables["STICKY_AGENT"] == "PJSIP/alena"  # finished on the old pool
+        finished = in_flight.finish(Asterisk(devices=AllIdle()))
+        assert finished.variables["STICKY_AGENT"] == "PJSIP/alena"  # finished on the old pool
         with open(old.path, "w") as handle:
             handle.write("[database]\nurl = %s\nbogus = 1\n%s" % (old.url, events_ini(os.path.dirname(old.path))))
         served.process.send_signal(signal.SIGHUP)

@@ -9,14 +9,13 @@ default is one worker per core; --pool is shared out.
 """
 import os
 import signal
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from agi_scripts.asterisk_standin import Asterisk, Call, Peer
-from utils import AGENT, NUMBER, AllIdle, Served, events_ini
+from agi_scripts.asterisk_standin import Asterisk
+from utils import AGENT, AllIdle, CallInFlight, Served, events_ini
 
 IDLE = Asterisk(devices=AllIdle())
 
@@ -79,29 +78,14 @@ def test_sigterm_lets_every_worker_finish_its_call_in_flight(sqlite):
     sqlite.database().remember("79120000001", "", AGENT, 600)
     with Served(sqlite, "--workers", "2") as served:
         workers = served.workers()
-        # Two calls in flight: environment sent, first command not answered yet.
-        connections = []
-        for _ in range(2):
-            connection = socket.create_connection(served.address, timeout=20)
-            reader, writer = connection.makefile("rb"), connection.makefile("wb")
-            writer.write(("".join("%s: %s\n" % item for item in Peer.environment(
-                "sticky_route", ["lookup"], NUMBER, network=True)) + "\n").encode())
-            writer.flush()
-            first = reader.readline().decode().rstrip("\n")
-            assert first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"'), first
-            connections.append((connection, reader, writer, first))
+        in_flight = [CallInFlight(served.address) for _ in range(2)]
+        for call in in_flight:
+            assert call.first.startswith('SET VARIABLE "STICKY_DIAL_TIMEOUT"'), call.first
         served.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert served.process.poll() is None  # waits for the calls in flight
-        peer = Peer(IDLE)
-        for connection, reader, writer, line in connections:
-            in_flight = Call("sticky_route", ["lookup"])
-            while line:
-                writer.write((peer.reply(in_flight, line) + "\n").encode())
-                writer.flush()
-                line = reader.readline().decode().rstrip("\n")
-            connection.close()
-            assert in_flight.variables["STICKY_AGENT"] == AGENT
+        for call in in_flight:
+            assert call.finish(IDLE).variables["STICKY_AGENT"] == AGENT
         assert served.process.wait(timeout=30) == 0
     assert served.log[-1] == "vipsticky serve: stopped", served.log
     assert not any(alive(pid) for pid in workers)

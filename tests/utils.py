@@ -9,7 +9,8 @@ tests/conftest.py (rootdir-based "prepend" import mode, tests/ is no package).
 - what a finished call must look like: assert_clean(), assert_failed_open(),
   check_vip_call() / vip_result();
 - servers: BlackHole (a database that never answers), FastAGIServer (make_server in a
-  thread), AllIdle (every device idle);
+  thread), Served (`vipsticky serve` in a process), CallInFlight (a FastAGI call half
+  done), AllIdle (every device idle);
 - report_problems(): one assertion listing what went wrong in a batch of calls;
   report(): figures printed and kept in the junit XML;
 - LoadRun: a load of scripted calls, each classified normal / failed open / a problem.
@@ -32,7 +33,7 @@ from typing import Dict, List, Optional
 import pymysql
 import pytest
 
-from agi_scripts.asterisk_standin import Asterisk, Peer, script_command
+from agi_scripts.asterisk_standin import Asterisk, Call, Peer, script_command
 from agi_scripts.config import NumberPlan, load, parse_database_url
 from agi_scripts.database import Database
 from agi_scripts.dialects import MySQL
@@ -534,3 +535,26 @@ class Served(KilledOnExit):
     def stop(self, timeout=30):
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
+
+
+class CallInFlight:
+    """A FastAGI sticky_route lookup that the server is in the middle of: its environment
+    sent, its first command (.first) read and not answered yet."""
+
+    def __init__(self, address, number=NUMBER):
+        self.connection = socket.create_connection(address, timeout=20)
+        self.reader, self.writer = self.connection.makefile("rb"), self.connection.makefile("wb")
+        self.writer.write(("".join("%s: %s\n" % item for item in Peer.environment(
+            "sticky_route", ["lookup"], number, network=True)) + "\n").encode())
+        self.writer.flush()
+        self.first = self.reader.readline().decode().rstrip("\n")
+
+    def finish(self, asterisk) -> Call:
+        """Answer every command as `asterisk` would, to the end of the call."""
+        peer, call, line = Peer(asterisk), Call("sticky_route", ["lookup"]), self.first
+        while line:
+            self.writer.write((peer.reply(call, line) + "\n").encode())
+            self.writer.flush()
+            line = self.reader.readline().decode().rstrip("\n")
+        self.connection.close()
+        return call
