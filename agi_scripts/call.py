@@ -29,8 +29,14 @@ class Script(record("Script", "name handle fail_open patience", defaults=(None,)
     __slots__ = ()
 
     def main(self) -> int:
-        """The console script's entry point (setup.cfg)."""
-        return run(self)
+        """The console script's entry point (setup.cfg). It never returns: once the call is
+        answered the process ends at once, without the interpreter's teardown (freeing
+        every module and object: 5 to 8 ms here), because Asterisk takes the AGI as
+        finished only when the process has exited, and the dialplan waits until then."""
+        code = run(self)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 class BadArgument(Exception):
