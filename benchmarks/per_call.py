@@ -13,8 +13,9 @@ from report import Phase, summary
 
 TITLE = "per-call wall time vs the floor"
 DIALECTS = (("MariaDB", "mysql", "pymysql"), ("SQLite", "sqlite", "sqlite3"))
-# One round: each script run right after a floor run of its own.
-KINDS = ("floor", "vip", "floor", "sticky", "floor", "vip_nocache", "floor", "vip_noevents")
+# One round: each script run right after a floor run of its own, and the floor that ends as
+# the scripts do (os._exit, no interpreter teardown).
+KINDS = ("floor", "vip", "floor", "sticky", "floor", "vip_nocache", "floor", "vip_noevents", "floor_exit")
 SCRIPTS = ((0, "vip", "vip_or_not (VIP found)", "vip_or_not"),
            (1, "sticky", "sticky_route lookup (found)", "sticky_route"),
            (2, "vip_nocache", "vip_or_not, no bytecode cache (PYTHONDONTWRITEBYTECODE=1)", "vip_or_not uncached"),
@@ -32,7 +33,8 @@ def measure(report, workspace, quick):
                                         floor=[s["floor"][0] for s in setups])
     times = {(s["label"], kind): [] for s in setups for kind in KINDS}
     with Phase(report, "a: %d interleaved rounds (+%d warm-up) of floor, vip_or_not, floor, sticky_route lookup, "
-               "floor, vip_or_not without bytecode cache, floor, vip_or_not with events off; MariaDB and SQLite"
+               "floor, vip_or_not without bytecode cache, floor, vip_or_not with events off, the floor ending "
+               "with os._exit(); MariaDB and SQLite"
                % (rounds, warmup)):
         for index in range(warmup + rounds):
             for setup in setups:
@@ -62,7 +64,9 @@ def prepare(workspace, label, dialect, driver):
     no_events = workspace.config(name + "_noevents", config.database.url, "[log]\nevents = off\n")
     return dict(label=label, path=path, env=workspace.env(path),
                 env_nocache=workspace.env(path, bytecode_cache=False), env_noevents=workspace.env(no_events),
-                floor=write_floor(workspace.tmp, "floor_" + driver, ["asterisk.agi", driver]), driver=driver)
+                floor=write_floor(workspace.tmp, "floor_" + driver, ["asterisk.agi", driver]),
+                floor_exit=write_floor(workspace.tmp, "floor_exit_" + driver, ["asterisk.agi", driver], True),
+                driver=driver)
 
 
 def asterisk():
@@ -72,8 +76,8 @@ def asterisk():
 
 def run(kind, setup, commands):
     """One spawned process of `kind`, checked; its wall time."""
-    if kind == "floor":
-        call = Peer(Asterisk()).run_script("floor", [], process_env=setup["env"], command=setup["floor"])
+    if kind in ("floor", "floor_exit"):
+        call = Peer(Asterisk()).run_script("floor", [], process_env=setup["env"], command=setup[kind])
     elif kind == "sticky":
         call = Peer(asterisk()).run_script("sticky_route", ["lookup", HIT_NUMBER, QUEUE],
                                            process_env=setup["env"], command=commands["sticky"])
@@ -98,6 +102,15 @@ def ratio_rows(report, label, driver, times):
     floors = times[(label, "floor")]  # one per script in each round, each right before that script's run
     report.row("a", "floor: spawn + import asterisk.agi, %s (%s)" % (driver, label), "ms", summary(floors),
                p99=False)
+    # The scripts end with os._exit() once the call is answered; this floor ends so too, so
+    # the ratios against it are what the project's own code costs a call.
+    exits = times[(label, "floor_exit")]
+    report.row("a", "floor ending with os._exit() as the scripts do, %s" % label, "ms", summary(exits), p99=False)
+    for kind, name in (("vip", "vip_or_not"), ("sticky", "sticky_route")):
+        values = times[(label, kind)]
+        report.row("a", "  ratio %s / that floor, %s" % (name, label), "ratio",
+                   summary([v / f for v, f in zip(values, exits)]), p99=False,
+                   ratio_of_medians=statistics.median(values) / statistics.median(exits))
     for position, kind, title, name in SCRIPTS:
         values = times[(label, kind)]
         floor = floors[position::len(SCRIPTS)]
@@ -217,7 +230,8 @@ def explain_rest(report, setup, times, count):
     rest = gap - imports - inproc
     if rest > 0:
         rest_text = ("the remaining %.1f ms are the AGI exchange (3 commands, each a pipe round trip to the "
-                     "Peer), pyst2's per-call work, interpreter teardown and scheduling" % rest)
+                     "Peer), pyst2's per-call work and scheduling, less the interpreter teardown that the "
+                     "floor does and the scripts skip" % rest)
     else:
         rest_text = ("nothing measurable is left beyond those (importtime's own bookkeeping inflates "
                      "the import figure; the gap itself is noisy on a loaded machine)")

@@ -35,9 +35,10 @@ class ChildEnvironments:
         return dict(self.cached if bytecode_cache else self.uncached, VIPSTICKY_CONFIG=config_path)
 
 
-def write_floor(directory, name, modules):
+def write_floor(directory, name, modules, exit_at_once=False):
     """A tiny script file that only imports `modules`, started exactly like the console
-    scripts (same shebang)."""
+    scripts (same shebang); exit_at_once: it then ends as the scripts do, with os._exit()
+    (no interpreter teardown)."""
     shebang = "#!%s" % sys.executable
     try:
         with open(script_command("vip_or_not")[0]) as handle:
@@ -49,6 +50,8 @@ def write_floor(directory, name, modules):
     path = os.path.join(directory, name)
     with open(path, "w") as handle:
         handle.write("%s\nimport %s\n" % (shebang, ", ".join(modules)))
+        if exit_at_once:
+            handle.write("import os\nos._exit(0)\n")
     os.chmod(path, 0o755)
     return [path]
 
