@@ -24,6 +24,7 @@ complete:
 import ipaddress
 import os
 import queue
+import select
 import selectors
 import signal
 import socket
@@ -509,15 +510,7 @@ def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None
     if workers > 1:
         Supervisor(server, workers, allow, log).run(ready)
         return
-    # The handlers only note the signal: the main thread acts on it, in order, outside them.
-    received = []
-    wake = threading.Event()
-
-    def note(signum, frame):
-        received.append(signum)
-        wake.set()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, note)
+    inbox = Inbox((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
     log(listening(server))
@@ -525,10 +518,8 @@ def serve(config, host="127.0.0.1", port=4573, pool_size=8, log=None, ready=None
         ready(server.server_address)
     stopping = False
     while not stopping:
-        wake.wait()
-        wake.clear()
-        while received:
-            if received.pop(0) == signal.SIGHUP:
+        for signum in inbox.take():
+            if signum == signal.SIGHUP:
                 reload(server, allow)
             else:
                 stopping = True
@@ -555,16 +546,10 @@ class Supervisor:
     def __init__(self, server, count, allow, log):
         self.server, self.count, self.allow, self.log = server, count, allow, log
         self.workers = {}  # pid -> [index, pipe to it, started]
+        self.inbox = None  # run()'s
 
     def run(self, ready=None):
-        received = []
-        wake = threading.Event()
-
-        def note(signum, frame):
-            received.append(signum)
-            wake.set()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(signum, note)
+        self.inbox = Inbox((signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD))
         for index in range(self.count):
             self.start(index)
         self.log(listening(self.server, self.count))
@@ -572,10 +557,7 @@ class Supervisor:
             ready(self.server.server_address)
         stopping = False
         while self.workers or not stopping:
-            wake.wait(1.0)  # also a periodic look for workers that ended
-            wake.clear()
-            while received:
-                signum = received.pop(0)
+            for signum in self.inbox.take(1.0):  # also a periodic look for workers that ended
                 if signum == signal.SIGHUP and not stopping:
                     reload(self.server, self.allow, before_log=self.tell_reload)
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
@@ -596,6 +578,7 @@ class Supervisor:
                 mine.close()
                 for other in self.workers.values():
                     other[1].close()
+                self.inbox.close()  # the worker has its own
                 code = work(self.server, theirs)
             except BaseException:  # nothing may unwind into the supervisor's code in this process
                 pass
@@ -644,14 +627,7 @@ class Supervisor:
 def work(server, orders) -> int:
     """One worker process of a Supervisor: serve on the shared socket until told to stop
     (or SIGTERM/SIGINT, or the supervisor is gone), switching configs as told."""
-    received = []
-    wake = threading.Event()
-
-    def note(signum, frame):
-        received.append(("stop",))
-        wake.set()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, note)
+    inbox = Inbox((signal.SIGTERM, signal.SIGINT))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reads the config and tells us
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
@@ -661,17 +637,15 @@ def work(server, orders) -> int:
                 message = orders.recv()
             except (EOFError, OSError):
                 message = ("stop",)
-            received.append(message)
-            wake.set()
+            inbox.put(message)
             if message[0] == "stop":
                 return
     threading.Thread(target=listen, daemon=True).start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     while True:
-        wake.wait()
-        wake.clear()
-        while received:
-            message = received.pop(0)
+        for message in inbox.take():
+            if message in (signal.SIGTERM, signal.SIGINT):
+                message = ("stop",)
             if message[0] == "stop":
                 server.shutdown()      # no new connections
                 server.server_close()  # waits for the calls in flight
@@ -682,6 +656,58 @@ def work(server, orders) -> int:
                 orders.send(("switched",))
             except OSError:
                 pass
+
+
+class Inbox:
+    """What the main thread of `vipsticky serve` acts on, in order: the signals it
+    handles, and what other threads put (a worker's orders from its supervisor).
+
+    A signal handler runs in the main thread between two bytecodes, also while that
+    thread holds a lock (inside a threading.Event's wait or clear): a handler that
+    took the same lock would wait forever, and so would a SIGTERM. So a handler only
+    appends, and the wake-up fd that Python writes to as a signal arrives ends the
+    main thread's wait."""
+
+    def __init__(self, signums):
+        self._messages = []
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        for signum in signums:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum, frame):
+        self._messages.append(signum)
+
+    def put(self, message) -> None:
+        """A message from another thread."""
+        self._messages.append(message)
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def take(self, timeout=None) -> list:
+        """Everything received since the last take, in order; while there is nothing,
+        waits for something up to timeout seconds (None: as long as it takes)."""
+        if not self._messages:
+            select.select([self._read], [], [], timeout)
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        taken = []
+        while self._messages:
+            taken.append(self._messages.pop(0))
+        return taken
+
+    def close(self) -> None:
+        """In a forked worker: the supervisor's inbox is not its own."""
+        signal.set_wakeup_fd(-1)
+        os.close(self._read)
+        os.close(self._write)
 
 
 def listening(server, workers=1) -> str:

@@ -12,8 +12,6 @@ Each test is one attack that version 0.1 let through:
 
 Loopback is 127.0.0.0/8: a client bound to 127.0.0.2 is another host to the server.
 """
-import queue
-import re
 import select
 import signal
 import socket
@@ -23,13 +21,13 @@ import time
 
 import pytest
 
-from agi_scripts.asterisk_standin import Call, Peer, script_command
+from agi_scripts.asterisk_standin import Call, Peer
 from agi_scripts.fastagi import MAX_ENVIRONMENT_LINES, MAX_LINE, ServeError, make_server
-from utils import NUMBER, KilledOnExit, assert_clean, assert_failed_open, assert_one_error_line, server_connection, vipsticky
+from utils import (NUMBER, Served, assert_clean, assert_failed_open, assert_one_error_line, server_connection,
+                   vipsticky)
 
 KEY = "79120000001"  # NUMBER's key
 VIP = {"QUEUE_PRIO": "20", "VIP": "1", "VIP_LABEL": "Gold"}
-START_TIMEOUT = 20
 ANSWERED_WITHIN = 2.0  # seconds for a real call beside the idle connections (the issue's figure)
 MEMORY_GROWTH_LIMIT = 32 * 1024  # kB of peak resident memory a hostile client may add to the server
 
@@ -89,79 +87,6 @@ def send_until_closed(connection, chunks) -> int:
     return sent
 
 
-class Serve(KilledOnExit):
-    """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its
-    stderr lines."""
-
-    def __init__(self, setup, *options):
-        self.process = subprocess.Popen(
-            script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"] + list(options),
-            env=setup.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log = []
-        self._lines = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
-        first = self.next_line(START_TIMEOUT)
-        match = re.search(r"listening on ([\d.]+):(\d+)", first or "")
-        if not match:
-            self.process.kill()
-            pytest.fail("vipsticky serve did not start: %r" % self.log)
-        self.address = (match.group(1), int(match.group(2)))
-
-    def _drain(self):
-        for line in self.process.stderr:
-            self.log.append(line.rstrip("\n"))
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def next_line(self, timeout):
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def wait_for(self, pattern, count=1, timeout=5.0):
-        """The log lines matching pattern, once there are `count` of them (or the timeout)."""
-        end = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.log if re.search(pattern, line)]
-            if len(found) >= count or time.monotonic() > end:
-                return found
-            time.sleep(0.02)
-
-    def status(self, field) -> int:
-        """A number from /proc/PID/status: Threads, VmHWM (kB), ..."""
-        with open("/proc/%d/status" % self.process.pid) as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise KeyError(field)
-
-    def stop(self, limit=10.0) -> float:
-        """SIGTERM as systemd sends it; the seconds until it exited 0 with a clean stderr."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail("vipsticky serve still running %g s after SIGTERM" % limit)
-        seconds = time.monotonic() - started
-        while self.next_line(5) is not None:
-            pass
-        assert code == 0, self.log
-        assert_clean_log(self.log)
-        assert self.log[-1] == "vipsticky serve: stopped", self.log
-        return seconds
-
-
-def assert_clean_log(lines):
-    """stderr: one line per event, each with the server's prefix, never a traceback."""
-    assert lines, "nothing on stderr"
-    for line in lines:
-        assert line.startswith("vipsticky serve: "), lines
-        assert "Traceback" not in line, lines
-
-
 # -- who may connect ------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, says", [
     (["--listen", "0.0.0.0:0"], "needs the clients allowed to connect: --allow"),
@@ -202,7 +127,7 @@ def test_clients_outside_the_allowlist_are_closed_at_once(make_setup):
     and costs one log line; the allowed client is answered."""
     setup = make_setup("sqlite")
     add_vip(setup)
-    with Serve(setup, "--allow", "127.0.0.2") as server:
+    with Served(setup, "--allow", "127.0.0.2") as server:
         refused = []
         for _ in range(20):
             started = time.monotonic()
@@ -223,7 +148,7 @@ def test_listening_beyond_loopback_with_an_allowlist(make_setup):
     """--listen 0.0.0.0 with --allow: the listed client is answered, the others closed."""
     setup = make_setup("sqlite")
     add_vip(setup)
-    with Serve(setup, "--listen", "0.0.0.0:0", "--allow", "127.0.0.2/32") as server:
+    with Served(setup, "--listen", "0.0.0.0:0", "--allow", "127.0.0.2/32") as server:
         assert server.log[0].startswith("vipsticky serve: listening on 0.0.0.0:"), server.log
         assert "clients: 127.0.0.2/32" in server.log[0]
         assert call_from("127.0.0.2", server.address).variables == VIP
@@ -239,7 +164,7 @@ def test_idle_connections_do_not_keep_a_real_call_out(setup, record_property):
     client, then a real call: answered within 2 s by a server that still runs a handful
     of threads (0.1: one thread per idle connection)."""
     add_vip(setup)
-    with Serve(setup, "--workers", "1") as server:  # --max-connections is each worker's
+    with Served(setup, "--workers", "1") as server:  # --max-connections is each worker's
         real_call(server.address)  # the pool's connection is open: the figure is the idle ones' cost
         idle = []
         try:
@@ -275,7 +200,7 @@ def test_connection_cap_holds_with_calls_in_progress(make_setup):
     closed at once (one log line), and a real call is answered when one has gone."""
     setup = make_setup("sqlite")
     add_vip(setup)
-    with Serve(setup, "--max-connections", "3", "--workers", "1") as server:  # the cap is each worker's
+    with Served(setup, "--max-connections", "3", "--workers", "1") as server:  # the cap is each worker's
         stalled = []
         for _ in range(3):
             connection = socket.create_connection(server.address, timeout=5)
@@ -298,7 +223,7 @@ def test_trickling_clients_are_cut_off_by_the_deadline(make_setup):
     """A byte every 2 s, in the environment or in a reply to a command: closed at the
     connection's deadline (0.1: a 60 s timeout per read, so never)."""
     setup = make_setup("sqlite")
-    with Serve(setup, "--deadline", "3") as server:
+    with Served(setup, "--deadline", "3") as server:
         results = {}
 
         def trickle(name, before=b""):
@@ -332,7 +257,7 @@ def test_sigterm_finishes_calls_in_flight_and_waits_no_longer_than_the_deadline(
     deadline."""
     setup = make_setup("sqlite")
     add_vip(setup)
-    with Serve(setup, "--deadline", "3") as server:
+    with Served(setup, "--deadline", "3") as server:
         with socket.create_connection(server.address, timeout=5) as honest, \
                 socket.create_connection(server.address, timeout=5) as trickler:
             trickler.sendall(environment())
@@ -367,7 +292,7 @@ def test_long_lines_and_huge_environments_are_refused(make_setup, record_propert
     setup = make_setup("sqlite")
     add_vip(setup)
     megabyte = b"7" * (1024 * 1024)
-    with Serve(setup) as server:
+    with Served(setup) as server:
         real_call(server.address)  # the server's memory at work, before the attacks
         peak_before = server.status("VmHWM")
         sent = {}
@@ -425,7 +350,7 @@ def test_misbehaving_clients_cost_one_line_at_most(make_setup):
         "resets mid-call": lambda c: (c.sendall(whole), c.recv(65536), reset(c)),
         "never reads": lambda c: c.sendall(whole + b"200 result=1\n" * 5000),
     }
-    with Serve(setup, "--deadline", "2") as server:
+    with Served(setup, "--deadline", "2") as server:
         for behave in behaviours.values():
             with socket.create_connection(server.address, timeout=5) as connection:
                 behave(connection)
@@ -452,7 +377,7 @@ def test_stalled_database_holds_no_more_connections_than_the_pool(make_setup, re
             cursor.execute("LOCK TABLES vip_numbers WRITE")
             cursor.execute("SELECT CONNECTION_ID()")
             locker_id = cursor.fetchone()[0]
-        with Serve(setup, "--pool", "2", "--workers", "1") as server:  # one process: its log names its pool
+        with Served(setup, "--pool", "2", "--workers", "1") as server:  # one process: its log names its pool
             workers = [threading.Thread(target=lambda: calls.append(real_call(server.address))) for _ in range(20)]
             for worker in workers:
                 worker.start()

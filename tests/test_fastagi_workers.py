@@ -47,7 +47,7 @@ def test_calls_spread_over_the_workers(sqlite):
         assert all(call.variables["STICKY_AGENT"] == AGENT for call in calls)
         print("\nCPU seconds per worker for 400 calls: %s" % sorted(used.values()))
         assert all(seconds > 0.02 for seconds in used.values()), used  # both answered calls
-        assert served.stop() == 0
+        served.stop()
     assert served.log[-1] == "vipsticky serve: stopped" and len(served.log) == 2, served.log
     assert not any(alive(pid) for pid in workers)
 
@@ -69,7 +69,7 @@ def test_sighup_to_the_supervisor_switches_every_worker(make_setup):
         served.process.send_signal(signal.SIGHUP)
         served.wait_for("reload refused")
         assert {served.call("lookup").variables["STICKY_AGENT"] for _ in range(20)} == {"PJSIP/boris"}
-        assert served.stop() == 0
+        served.stop()
     assert [line for line in served.log if "reload" in line][0].startswith("vipsticky serve: reloaded ")
     assert len([line for line in served.log if "reload" in line]) == 2  # one line each, not one per worker
 
@@ -118,7 +118,17 @@ def test_the_default_is_one_worker_per_core(sqlite):
         if cores > 1:
             assert "%d worker processes" % cores in served.log[0], served.log
         assert len(served.workers()) == (cores if cores > 1 else 0)
-        assert served.stop() == 0
+        served.stop()
+
+
+def test_a_sigterm_at_any_moment_stops_the_server(sqlite):
+    """A signal can land while the main thread holds a lock (inside a threading.Event's
+    wait); a handler that set that Event waited for it forever, and so did the server
+    (4 in 40 stops right after the start hung). Each of 32 starts, stopped at once, ends
+    within seconds."""
+    for workers in ("1", "4") * 16:
+        with Served(sqlite, "--workers", workers) as served:
+            assert served.stop(limit=5) < 5
 
 
 @pytest.mark.parametrize("options, line", [
@@ -129,4 +139,4 @@ def test_the_default_is_one_worker_per_core(sqlite):
 def test_pool_is_shared_out(sqlite, options, line):
     with Served(sqlite, *options) as served:
         assert line in served.log[0], served.log
-        assert served.stop() == 0
+        served.stop()

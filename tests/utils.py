@@ -9,8 +9,8 @@ tests/conftest.py (rootdir-based "prepend" import mode, tests/ is no package).
 - what a finished call must look like: assert_clean(), assert_failed_open(),
   check_vip_call() / vip_result();
 - servers: BlackHole (a database that never answers), FastAGIServer (make_server in a
-  thread), Served (`vipsticky serve` in a process), CallInFlight (a FastAGI call half
-  done), AllIdle (every device idle);
+  thread), Served (`vipsticky serve` in a process; assert_clean_log() for its stderr),
+  CallInFlight (a FastAGI call half done), AllIdle (every device idle);
 - report_problems(): one assertion listing what went wrong in a batch of calls;
   report(): figures printed and kept in the junit XML;
 - LoadRun: a load of scripted calls, each classified normal / failed open / a problem.
@@ -483,58 +483,95 @@ class LoadRun:
         return action, script, started, ended, self.classify(kind, action, args, expected, call), call
 
 
-class KilledOnExit:
-    """A context for a test's child process (self.process): killed when still running at the end."""
+class Served:
+    """`vipsticky serve` as systemd runs it, on a port the kernel picks unless options give
+    another --listen; .log holds its stderr lines."""
+    START_TIMEOUT = 20
+
+    def __init__(self, setup, *options):
+        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"]
+                                        + list(options),
+                                        env=setup.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self.log = []
+        self._more = threading.Condition()  # notified with each line: wait_for sees it at once
+        self._drained = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+        first = self.wait_for("listening on", timeout=self.START_TIMEOUT)[0]
+        match = re.search(r"listening on ([\d.]+):(\d+)", first)
+        self.address = (match.group(1), int(match.group(2)))
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.process.poll() is None:
+        if self.process.poll() is None:  # the test failed before stop(): no process left behind
             self.process.kill()
             self.process.wait()
         return False
 
-
-class Served(KilledOnExit):
-    """`vipsticky serve` as systemd runs it, on a port the kernel picks; .log holds its stderr lines."""
-
-    def __init__(self, setup, *options):
-        self.process = subprocess.Popen(script_command("vipsticky") + ["serve", "--listen", "127.0.0.1:0"]
-                                        + list(options), env=setup.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log = []
-        threading.Thread(target=self._drain, daemon=True).start()
-        match = re.search(r"listening on ([\d.]+):(\d+)", self.wait_for("listening on")[0])
-        self.address = (match.group(1), int(match.group(2)))
-
     def _drain(self):
         for line in self.process.stderr:
-            self.log.append(line.rstrip("\n"))
+            with self._more:
+                self.log.append(line.rstrip("\n"))
+                self._more.notify_all()
+        self._drained.set()
+        with self._more:
+            self._more.notify_all()
 
     def wait_for(self, pattern, count=1, timeout=30):
         """The log lines that match pattern, once there are count of them."""
         deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.log if re.search(pattern, line)]
-            if len(found) >= count:
-                return found
-            assert time.monotonic() < deadline and self.process.poll() is None, (pattern, self.log)
-            time.sleep(0.02)
+        with self._more:
+            while True:
+                found = [line for line in self.log if re.search(pattern, line)]
+                if len(found) >= count:
+                    return found
+                assert time.monotonic() < deadline and not self._drained.is_set(), (pattern, count, self.log)
+                self._more.wait(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def workers(self):
         """The worker processes' pids (the supervisor's children)."""
         with open("/proc/%d/task/%d/children" % (self.process.pid, self.process.pid)) as handle:
             return [int(pid) for pid in handle.read().split()]
 
+    def status(self, field) -> int:
+        """A number from /proc/PID/status: Threads, VmHWM (kB), ..."""
+        with open("/proc/%d/status" % self.process.pid) as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
     def call(self, *args, callerid=NUMBER):
         """sticky_route with args over FastAGI, every agent idle; checked clean."""
         return assert_clean(Peer(Asterisk(devices=AllIdle())).call_fastagi(self.address, "sticky_route", list(args),
                                                                            callerid=callerid))
 
-    def stop(self, timeout=30):
+    def stop(self, limit=10.0) -> float:
+        """SIGTERM as systemd sends it; the seconds until it exited 0, its stderr clean
+        and ending in "stopped"."""
+        started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail("vipsticky serve still running %g s after SIGTERM: %r" % (limit, self.log))
+        seconds = time.monotonic() - started
+        self._drained.wait(5)
+        assert code == 0, self.log
+        assert_clean_log(self.log)
+        assert self.log[-1] == "vipsticky serve: stopped", self.log
+        return seconds
+
+
+def assert_clean_log(lines):
+    """A server's stderr: one line per event, each with the server's prefix, never a traceback."""
+    assert lines, "nothing on stderr"
+    for line in lines:
+        assert line.startswith("vipsticky serve: "), lines
+        assert "Traceback" not in line, lines
 
 
 class CallInFlight:

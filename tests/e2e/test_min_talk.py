@@ -162,5 +162,5 @@ def test_the_hangup_handler_over_fastagi(start_scene):
         time.sleep(MIN_TALK + 0.5)
         assert hung_up(pbx, call, "agent", connect) == "stored"
         assert scene.agents_bound() == [(KEY, QUEUE, connect["Interface"])]
-        assert served.stop() == 0
+        served.stop()
     assert served.log[-1] == "vipsticky serve: stopped" and len(served.log) == 2, served.log
