@@ -189,8 +189,9 @@ def explain_imports(report, setup, vip_cmd, times, runs):
         script_runs.append(parse_importtime(call.stderr))
     breakdown = import_breakdown(floor_runs, script_runs)
     report.details.setdefault("a_imports", {})[setup["label"]] = breakdown
-    gap = statistics.median(times[(setup["label"], "vip")]) - statistics.median(times[(setup["label"], "floor")])
-    report.note("a", "%s: vip_or_not is %.1f ms above the floor; -X importtime counts %d modules beyond the "
+    gap = statistics.median(times[(setup["label"], "vip")]) - statistics.median(times[(setup["label"], "floor_exit")])
+    report.note("a", "%s: vip_or_not is %.1f ms above the floor that ends as it does (os._exit); -X importtime "
+                "counts %d modules beyond the "
                 "floor, %.1f ms of import (self times; the floor's own imports: %.1f ms). Extra import time "
                 "below each (cumulative): %s. Largest single modules (self): %s." % (
                     setup["label"], gap * 1000, breakdown["modules"], breakdown["extra_total"] * 1000,
@@ -222,7 +223,7 @@ def explain_rest(report, setup, times, count):
     report.note("a", "%s, in-process (modules already imported): config load %.2f ms, connect %.2f ms, "
                 "first vip_lookup on the new connection %.2f ms." % (
                     label, parts["config_load"] * 1000, parts["connect"] * 1000, parts["first_lookup"] * 1000))
-    floor_ms = 1000 * statistics.median(times[(label, "floor")])
+    floor_ms = 1000 * statistics.median(times[(label, "floor_exit")])  # ends as the scripts do
     gap = 1000 * statistics.median(times[(label, "vip")]) - floor_ms
     imports = 1000 * report.details["a_imports"][label]["extra_total"]
     inproc = 1000 * sum(parts.values())
@@ -230,12 +231,12 @@ def explain_rest(report, setup, times, count):
     rest = gap - imports - inproc
     if rest > 0:
         rest_text = ("the remaining %.1f ms are the AGI exchange (3 commands, each a pipe round trip to the "
-                     "Peer), pyst2's per-call work and scheduling, less the interpreter teardown that the "
-                     "floor does and the scripts skip" % rest)
+                     "Peer), pyst2's per-call work and scheduling" % rest)
     else:
         rest_text = ("nothing measurable is left beyond those (importtime's own bookkeeping inflates "
                      "the import figure; the gap itself is noisy on a loaded machine)")
-    report.note("a", "%s: vip_or_not spends %.1f ms above the floor; -X importtime puts the extra imports at "
+    report.note("a", "%s: vip_or_not spends %.1f ms above the floor that ends as it does; -X importtime puts "
+                "the extra imports at "
                 "%.1f ms and config + connect + lookup take %.1f ms in-process; %s. Without a bytecode "
                 "cache (PYTHONDONTWRITEBYTECODE=1, as this dev shell sets) the project's modules compile "
                 "on every call: %.1f ms above the floor instead." % (
