@@ -5,7 +5,6 @@ up first; a shorter one, a * mid-call, or a database that is down leaves the bin
 import json
 import time
 
-
 from utils import Served
 
 from .real_asterisk import MEMBERS, QUEUE, REPO, VIPSTICKY_INI, agent_phone, interface, poll
