@@ -24,7 +24,7 @@ SOUND_NAME_CHARACTERS = WORD_CHARACTERS | frozenset("/.-")
 # primary and its stand-by) are tried in order; a host without a port uses 3306. An IPv6
 # host is written in brackets: [::1]:3306.
 INVALID_MYSQL_URL = "[database] url is not a valid mysql://user:pass@host:port/database URL"
-IPV6_CHARACTERS = frozenset("0123456789ABCDEFabcdef:.")
+IPV6_CHARACTERS = DIGITS | frozenset("ABCDEFabcdef:.")
 
 # Bounds of the numeric settings (also what the CLI accepts for a priority).
 PRIORITY_LIMITS = (-1000000, 1000000)

@@ -528,7 +528,7 @@ class Served:
                 if len(found) >= count:
                     return found
                 assert time.monotonic() < deadline and not self._drained.is_set(), (pattern, count, self.log)
-                self._more.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                self._more.wait(max(0.0, deadline - time.monotonic()))
 
     def workers(self):
         """The worker processes' pids (the supervisor's children)."""
